@@ -1,0 +1,121 @@
+"""Reading manifest files: safe YAML → :class:`ModelDeployment`, every error at ``file:line:column``.
+
+Nothing here touches the disk or the network: callers pass the file's name and bytes, whatever forge
+or checkout they came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelherd.checks import Finding, Position, Severity
+from modelherd.manifest import API_VERSION, KIND, ModelDeployment
+from modelherd.yamlsafe import Document, YamlError, load_documents
+
+
+@dataclass(frozen=True)
+class LoadedManifest:
+    file: str
+    manifest: ModelDeployment
+    document: Document
+
+    def position(self, *path: str | int) -> Position:
+        return self.document.position_of(tuple(path))
+
+
+_HINTS = {
+    "extra_forbidden": "unknown field; check its spelling and indentation (see `modelherd schema`)",
+    "missing": "add this required field",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "float_parsing": "write a number",
+    "string_type": "quote the value to make it text",
+    "literal_error": None,
+    "string_pattern_mismatch": None,
+    "bool_type": "write true or false",
+}
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str | None]:
+    loc = ".".join(str(p) for p in error["loc"] if not _is_internal(p))
+    kind = error["type"]
+    msg = error["msg"]
+    if kind.startswith("value_error") and msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if kind == "extra_forbidden":
+        return f"unknown field `{loc}`", _HINTS[kind]
+    if kind == "missing":
+        return f"`{loc}` is required", _HINTS[kind]
+    if kind == "string_pattern_mismatch":
+        got = error.get("input")
+        return f"`{loc}`: {got!r} is not allowed here ({msg.lower()})", \
+            "names are lower-case letters, digits and '-', starting and ending with a letter or digit"
+    if kind == "string_type" and isinstance(error.get("input"), bool):
+        return f"`{loc}`: expected text, got a boolean", \
+            "YAML reads yes/no/on/off/true/false as booleans: quote the value"
+    return (f"`{loc}`: {msg}" if loc else msg), _HINTS.get(kind)
+
+
+def _is_internal(part: Any) -> bool:
+    # pydantic puts validator names into locations of unions and tagged values; users never wrote those
+    return isinstance(part, str) and ("[" in part or part in {"function-after", "function-before"})
+
+
+def _data_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    return tuple(p for p in loc if not _is_internal(p))
+
+
+def validation_findings(file: str, doc: Document, exc: ValidationError, model: str | None = None) -> list[Finding]:
+    findings = []
+    seen: set[tuple[Any, ...]] = set()
+    for error in exc.errors(include_url=False):
+        path = _data_path(error["loc"])
+        message, hint = _describe(error)
+        key = (path, message)
+        if key in seen:
+            continue
+        seen.add(key)
+        prefer_key = error["type"] in {"extra_forbidden"}
+        findings.append(Finding("schema", Severity.ERROR, message, file,
+                                doc.position_of(path, prefer_key=prefer_key), model=model, hint=hint))
+    return findings
+
+
+def load_manifests(file: str, raw: bytes | str) -> tuple[list[LoadedManifest], list[Finding]]:
+    """All ModelDeployment documents of one file, and the findings for those that are not valid."""
+    try:
+        documents = load_documents(raw)
+    except YamlError as exc:
+        return [], [Finding("schema", Severity.ERROR, exc.message, file, exc.position or Position(1, 1),
+                            hint=exc.hint)]
+    loaded: list[LoadedManifest] = []
+    findings: list[Finding] = []
+    if not documents:
+        return [], [Finding("schema", Severity.ERROR, "the file holds no document", file, Position(1, 1),
+                            hint=f"a manifest starts with `apiVersion: {API_VERSION}` and `kind: {KIND}`")]
+    for doc in documents:
+        data = doc.data
+        if not isinstance(data, dict):
+            findings.append(Finding("schema", Severity.ERROR,
+                                    f"document {doc.index + 1} is a {type(data).__name__}, not a mapping",
+                                    file, doc.start, hint=f"start with `apiVersion: {API_VERSION}`"))
+            continue
+        if data.get("apiVersion") != API_VERSION or data.get("kind") != KIND:
+            got = f"{data.get('apiVersion')!r}/{data.get('kind')!r}"
+            findings.append(Finding("schema", Severity.ERROR,
+                                    f"document {doc.index + 1} is {got}, not {API_VERSION}/{KIND}",
+                                    file, doc.position_of(("apiVersion",)),
+                                    hint="only model manifests belong under the manifest paths; "
+                                         "move other files or narrow `manifests:` in .modelherd.yaml"))
+            continue
+        name = data.get("metadata", {}).get("name") if isinstance(data.get("metadata"), dict) else None
+        try:
+            manifest = ModelDeployment.model_validate(data)
+        except ValidationError as exc:
+            findings.extend(validation_findings(file, doc, exc, model=name if isinstance(name, str) else None))
+            continue
+        loaded.append(LoadedManifest(file, manifest, doc))
+    return loaded, findings

@@ -1,0 +1,105 @@
+"""Server-side settings (pydantic-settings): a YAML/JSON file plus ``MODELHERD_*`` environment variables.
+
+Environment variables use the prefix ``MODELHERD_`` and ``__`` for nesting, e.g.
+``MODELHERD_REGISTRIES__MLFLOW__TRACKING_URI``.  They override the file named by ``MODELHERD_CONFIG``
+(or ``--settings``).  Secrets are :class:`~pydantic.SecretStr` so that they never reach a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class Provider(StrEnum):
+    ONPREM = "onprem"
+    AWS = "aws"
+    GCP = "gcp"
+    AZURE = "azure"
+    OTHER = "other"
+
+
+class ClusterConfig(BaseModel):
+    """A cluster manifests can name, how to reach it, and the facts policies may use."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Provider = Provider.OTHER
+    region: str | None = None
+    gpus: bool = Field(False, description="The cluster has GPU nodes.")
+    gpu_types: list[str] = Field(default_factory=list)
+    kubeconfig: str | None = Field(None, description="Path of a kubeconfig file; omit for in-cluster config.")
+    context: str | None = None
+    in_cluster: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def onprem(self) -> bool:
+        return self.provider is Provider.ONPREM
+
+    def facts(self, name: str) -> dict[str, Any]:
+        """What policies see as ``input.cluster``."""
+        return {"name": name, "provider": str(self.provider), "region": self.region, "onprem": self.onprem,
+                "gpus": self.gpus, "gpu_types": list(self.gpu_types), "labels": dict(self.labels),
+                "known": True}
+
+
+class MlflowRegistryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tracking_uri: str = Field("sqlite:///modelherd-registry.db",
+                              description="MLflow tracking/registry URI (http(s)://… or a database URI).")
+    ui_url: str | None = Field(None, description="Base URL of the MLflow UI, for links in the plan.")
+    timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout against the registry.")
+    retries: int = Field(2, ge=0, le=10, description="Retries of a failed registry request.")
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Settings from the file named by ``MODELHERD_CONFIG`` (YAML or JSON)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | None):
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.path:
+            return {}
+        text = Path(self.path).read_text(encoding="utf-8")
+        data = json.loads(text) if self.path.endswith(".json") else yaml.safe_load(text)
+        return data or {}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELHERD_", env_nested_delimiter="__", extra="forbid")
+
+    registries: dict[str, MlflowRegistryConfig] = Field(
+        default_factory=lambda: {"mlflow": MlflowRegistryConfig()},
+        description="Registries by the name manifests use in spec.model.registry.")
+    clusters: dict[str, ClusterConfig] = Field(default_factory=dict,
+                                               description="Clusters by the name manifests use.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        file_source = _YamlFileSource(settings_cls, os.environ.get("MODELHERD_CONFIG"))
+        return (init_settings, env_settings, dotenv_settings, file_source, file_secret_settings)
+
+    def cluster_facts(self) -> dict[str, dict[str, Any]]:
+        return {name: c.facts(name) for name, c in self.clusters.items()}
+
+
+def load_settings(path: str | None = None) -> Settings:
+    """Settings from ``path`` (or ``MODELHERD_CONFIG``) and the environment."""
+    if path:
+        os.environ["MODELHERD_CONFIG"] = path
+    return Settings()
