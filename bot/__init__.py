@@ -1,0 +1,1 @@
+"""modelherd: a pull-request bot for shipping ML models safely."""

@@ -1,0 +1,3 @@
+from modelherd.cli import main
+
+main()

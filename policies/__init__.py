@@ -1,0 +1,1 @@
+"""modelherd's default Rego policy bundle (the ``*.rego`` files beside this one) and its tests."""
