@@ -6,7 +6,8 @@ or checkout they came from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -119,3 +120,37 @@ def load_manifests(file: str, raw: bytes | str) -> tuple[list[LoadedManifest], l
             continue
         loaded.append(LoadedManifest(file, manifest, doc))
     return loaded, findings
+
+
+@dataclass
+class ManifestSet:
+    """The manifests of several files, and every finding about them."""
+
+    manifests: list[LoadedManifest] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    def by_name(self) -> dict[str, LoadedManifest]:
+        return {lm.manifest.metadata.name: lm for lm in self.manifests}
+
+
+def load_files(contents: Mapping[str, bytes | None]) -> ManifestSet:
+    """Load many files (``None`` = absent at this revision); a name defined twice is an error."""
+    result = ManifestSet()
+    seen: dict[str, str] = {}
+    for path in sorted(contents):
+        raw = contents[path]
+        if raw is None:
+            continue
+        loaded, findings = load_manifests(path, raw)
+        result.findings.extend(findings)
+        for lm in loaded:
+            name = lm.manifest.metadata.name
+            if name in seen:
+                result.findings.append(Finding(
+                    "schema", Severity.ERROR, f"model deployment {name!r} is also defined in {seen[name]}",
+                    path, lm.position("metadata", "name"), model=name,
+                    hint="each metadata.name must be unique in the repository"))
+                continue
+            seen[name] = path
+            result.manifests.append(lm)
+    return result

@@ -171,3 +171,30 @@ def changes(base: list[LoadedManifest], head: list[LoadedManifest],
     rank = order or (lambda env: 0)
     out.sort(key=lambda c: (c.name, rank(c.environment), c.environment))
     return out
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON-ready data (``modelherd plan --format json``)."""
+    data = _jsonable(plan)
+    data["conclusion"] = plan.conclusion.value
+    data["has_changes"] = plan.has_changes
+    for finding_holder in [data, *data["reports"]]:
+        for key in ("findings", "file_findings"):
+            for f in finding_holder.get(key, []):
+                if f.get("position"):
+                    f["line"], f["column"] = f["position"]["line"], f["position"]["column"]
+    return data

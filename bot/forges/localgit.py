@@ -1,0 +1,62 @@
+"""A local git checkout as a :class:`~modelherd.forges.base.RevisionReader` (the command line's forge).
+
+Reads objects straight from the repository (``git cat-file --batch``), so nothing is checked out and
+the working tree is left alone; one process serves all reads of one call, which keeps a plan's cost
+proportional to the files the change touches, not to the size of the repository.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from modelherd.forges.base import SourceError
+
+
+class LocalGit:
+    def __init__(self, repo: str | Path):
+        self.repo = Path(repo)
+
+    def _git(self, *args: str, input: bytes | None = None) -> bytes:
+        try:
+            done = subprocess.run(["git", "-C", str(self.repo), *args], input=input,
+                                  capture_output=True, check=False)
+        except FileNotFoundError as exc:  # pragma: no cover - git is a prerequisite
+            raise SourceError("git is not installed") from exc
+        if done.returncode != 0:
+            raise SourceError(f"git {' '.join(args[:2])}: {done.stderr.decode(errors='replace').strip()}")
+        return done.stdout
+
+    def resolve(self, ref: str) -> str:
+        """The commit SHA a ref names."""
+        return self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+
+    def changed_files(self, base: str, head: str) -> list[str]:
+        out = self._git("diff", "--name-only", "--no-renames", "-z", f"{base}...{head}", "--")
+        return sorted(p for p in out.decode("utf-8", errors="surrogateescape").split("\0") if p)
+
+    def read_many(self, ref: str, paths: list[str]) -> dict[str, bytes | None]:
+        if not paths:
+            return {}
+        commit = self.resolve(ref)
+        request = "".join(f"{commit}:{p}\n" for p in paths).encode("utf-8", errors="surrogateescape")
+        out = self._git("cat-file", "--batch", input=request)
+        result: dict[str, bytes | None] = {}
+        pos = 0
+        for path in paths:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            pos = end + 1
+            if header[-1] == b"missing" or len(header) < 3:
+                result[path] = None
+                continue
+            kind, size = header[1], int(header[2])
+            body = out[pos:pos + size]
+            pos += size + 1
+            result[path] = body if kind == b"blob" else None
+        return result
+
+    def list_files(self, ref: str, folder: str) -> list[str]:
+        folder = folder.rstrip("/")
+        out = self._git("ls-tree", "-r", "--name-only", "-z", self.resolve(ref), "--", folder)
+        return sorted(p for p in out.decode("utf-8", errors="surrogateescape").split("\0") if p)
