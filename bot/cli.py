@@ -193,5 +193,16 @@ def plan(repo: str, base: str, head: str, fmt: str, settings_path: str | None, n
     sys.exit({Conclusion.FAILURE: 1, Conclusion.ERROR: 2}.get(result.conclusion, 0))
 
 
+# ---------------------------------------------------------------- quickstart
+@main.command()
+@click.option("--workdir", default=".modelherd-quickstart", show_default=True, type=click.Path(file_okay=False),
+              help="Throw-away folder for the registry and the example repository.")
+def quickstart(workdir: str) -> None:
+    """Seed a local registry and an example repository, then show the plan a reviewer would see."""
+    from modelherd.quickstart import run
+
+    sys.exit(run(Path(workdir)))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

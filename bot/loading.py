@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelherd.checks import Finding, Position, Severity
-from modelherd.manifest import API_VERSION, KIND, ModelDeployment
+from modelherd.manifest import API_VERSION, DNS_LABEL, KIND, ModelDeployment
 from modelherd.yamlsafe import Document, YamlError, load_documents
 
 
@@ -26,6 +26,8 @@ class LoadedManifest:
     def position(self, *path: str | int) -> Position:
         return self.document.position_of(tuple(path))
 
+
+_DNS_HINT = "use lower-case letters, digits and '-', starting and ending with a letter or digit (a DNS label)"
 
 _HINTS = {
     "extra_forbidden": "unknown field; check its spelling and indentation (see `modelherd schema`)",
@@ -52,8 +54,9 @@ def _describe(error: dict[str, Any]) -> tuple[str, str | None]:
         return f"`{loc}` is required", _HINTS[kind]
     if kind == "string_pattern_mismatch":
         got = error.get("input")
-        return f"`{loc}`: {got!r} is not allowed here ({msg.lower()})", \
-            "names are lower-case letters, digits and '-', starting and ending with a letter or digit"
+        pattern = (error.get("ctx") or {}).get("pattern", "")
+        hint = _DNS_HINT if pattern == DNS_LABEL else f"it must match the pattern {pattern}"
+        return f"`{loc}`: {got!r} is not allowed here", hint
     if kind == "string_type" and isinstance(error.get("input"), bool):
         return f"`{loc}`: expected text, got a boolean", \
             "YAML reads yes/no/on/off/true/false as booleans: quote the value"

@@ -96,6 +96,9 @@ def _refuse_hidden_characters(text: str) -> None:
                                 "remove it: it makes the text read differently from what it is")
 
 
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")} | {"!"}
+
+
 def _prescan(text: str) -> None:
     """Walk parser events (no recursion, nothing built) and enforce the structural limits."""
     depth = aliases = documents = 0
@@ -118,13 +121,15 @@ def _prescan(text: str) -> None:
                 if documents > MAX_DOCUMENTS:
                     raise YamlError(f"more than {MAX_DOCUMENTS} documents in one file", _pos(event.start_mark),
                                     "split the file")
-            elif isinstance(event, (yaml.ScalarEvent,)) and event.tag and event.tag.startswith("!") \
-                    and not event.tag.startswith("!!"):
-                raise YamlError(f"custom tag {event.tag} is not allowed", _pos(event.start_mark),
+            if getattr(event, "tag", None) and event.tag not in _PLAIN_TAGS:
+                raise YamlError(f"tag {event.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed", _pos(event.start_mark),
                                 "remove the tag; manifests are plain data")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        raise YamlError(f"invalid YAML: {exc.problem or exc.context}", _pos(mark) if mark else None,
+        message = f"invalid YAML: {exc.problem or exc.context}"
+        if exc.context and exc.context_mark and exc.problem_mark:
+            message += f" ({exc.context} at {_pos(exc.context_mark)})"
+        raise YamlError(message, _pos(mark) if mark else None,
                         "check indentation, quotes and colons around this place") from None
     except yaml.YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}") from None
