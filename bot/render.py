@@ -18,7 +18,8 @@ Canary traffic (``canary_percent`` below 100) depends on the KServe deployment m
   ``<isvc>-<predictor.name>-predictor`` (at most 63 characters) next to the stable
   ``spec.predictor``. The object must therefore carry *both* versions, so the caller passes the
   version serving now as ``stable``. The canary predictor leaves replica counts unset: KServe sizes
-  a canary from its traffic share. Promotion is a render without ``canary_percent`` (the stable
+  a canary from its traffic share. The CRD requires ``model.name`` (the container name) inside a
+  canary predictor, so it is set to KServe's default ``kserve-container``. Promotion is a render without ``canary_percent`` (the stable
   Deployment rolls to the candidate and ``spec.canary`` disappears); rollback is a render of the
   stable version without ``canary_percent``.
 
@@ -58,6 +59,7 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"      # set by NVIDIA GPU feature di
 
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
 CONTAINER_NAME = "model"
+KSERVE_CONTAINER_NAME = "kserve-container"        # KServe's own name for the predictor's model container
 PORT_NAME = "http"
 SERVICE_PORT = 80
 DEFAULT_UTILIZATION = 80                           # HPA target when the manifest gives none (KServe's default)
@@ -238,6 +240,8 @@ def _standard_canary(dep: Deployment, version: ModelVersionInfo | None, canary: 
         raise RenderError(f"the canary Deployment name {deployment_name!r} exceeds 63 characters; "
                           f"shorten metadata.name")
     candidate = {"name": name, **_predictor(dep.serving, version, scaling=False)}
+    # unlike spec.predictor.model, the CRD requires the container name in a canary's model
+    candidate["model"] = {"name": KSERVE_CONTAINER_NAME, **candidate["model"]}
     return {"canary": [{"predictor": candidate, "trafficPercent": canary}],
             "predictor": _predictor(dep.serving, stable)}
 
