@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -61,6 +61,20 @@ class MlflowRegistryConfig(BaseModel):
     retries: int = Field(2, ge=0, le=10, description="Retries of a failed registry request.")
 
 
+class GitHubSettings(BaseModel):
+    """The GitHub App: its identity, the webhook secret and the API it talks to (github.com or GHES)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: int | None = Field(None, description="The GitHub App's id (needed to call the API).")
+    private_key_path: Path | None = Field(None, description="PEM private key of the GitHub App.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="Secret that signs webhook deliveries; the server refuses to start without it.")
+    api_url: str = Field("https://api.github.com", description="REST API root; GHES: https://HOST/api/v3.")
+    max_body_bytes: int = Field(25 * 1024 * 1024, gt=0,
+                                description="Largest webhook body accepted (GitHub caps payloads at 25 MB).")
+
+
 class _YamlFileSource(PydanticBaseSettingsSource):
     """Settings from the file named by ``MODELHERD_CONFIG`` (YAML or JSON)."""
 
@@ -87,6 +101,13 @@ class Settings(BaseSettings):
         description="Registries by the name manifests use in spec.model.registry.")
     clusters: dict[str, ClusterConfig] = Field(default_factory=dict,
                                                description="Clusters by the name manifests use.")
+    github: GitHubSettings | None = Field(None, description="The GitHub App; omit to run without GitHub.")
+    database_url: str = Field("sqlite:///modelherd.db",
+                              description="SQLAlchemy URL of the store (sqlite:///… or postgresql+psycopg://…).")
+    queue_url: str = Field("sqlite:///modelherd-queue.db",
+                           description="Job queue: sqlite:///FILE (embedded) or redis://HOST:PORT/DB (scale-out).")
+    queue_name: str = Field("modelherd", description="Queue name; also the Redis key prefix (huey.*.<name>).")
+    worker_in_process: bool = Field(False, description="`modelherd serve` also runs the job worker in-process.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -100,6 +121,14 @@ class Settings(BaseSettings):
 
 def load_settings(path: str | None = None) -> Settings:
     """Settings from ``path`` (or ``MODELHERD_CONFIG``) and the environment."""
-    if path:
-        os.environ["MODELHERD_CONFIG"] = path
-    return Settings()
+    if not path:
+        return Settings()
+
+    class FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                       file_secret_settings):
+            return (init_settings, env_settings, dotenv_settings, _YamlFileSource(settings_cls, path),
+                    file_secret_settings)
+
+    return FileSettings()

@@ -1,0 +1,70 @@
+"""The store: SQLAlchemy 2.x tables with Alembic migrations, SQLite by default, PostgreSQL when configured.
+
+``Store`` is the one object jobs and handlers receive; its methods are small transactions::
+
+    store = Store.from_url("sqlite:///modelherd.db"); store.upgrade()
+    event_id = store.record_event(NewEvent(...))        # None for a duplicate delivery
+    claim = store.claim(event_id, lease_seconds=300)     # None unless this worker won
+    store.finish(claim) / store.fail(claim, "boom", max_attempts=5)
+    store.reclaim_expired(max_attempts=5)                # ids to enqueue again
+    store.once("comment:owner/repo#7:abc123")            # at-most-once effect reservation
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from modelherd.store.db import Base, make_engine, utcnow
+from modelherd.store.effects import EffectsRepo
+from modelherd.store.events import DEFAULT_QUEUE_LEASE, Claim, EventRecord, EventsRepo, NewEvent
+from modelherd.store.models import Effect, Event, EventState
+
+
+class Store(EventsRepo, EffectsRepo):
+    """Repository over one engine.  Thread-safe: each call opens its own short session."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow):
+        self.engine = engine
+        self.clock = clock
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Callable[[], datetime] = utcnow, **engine_kwargs: Any) -> Store:
+        return cls(make_engine(url, **engine_kwargs), clock=clock)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply the Alembic migrations up to ``revision`` (safe to call from several processes)."""
+        from modelherd.store.migrate import upgrade
+        upgrade(self.engine, revision)
+
+    def ping(self) -> None:
+        """Raise unless the database answers (used by ``/readyz``)."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        """Close pooled connections (before a fork, at shutdown)."""
+        self.engine.dispose()
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+
+__all__ = ["Base", "Claim", "DEFAULT_QUEUE_LEASE", "Effect", "Event", "EventRecord", "EventState",
+           "NewEvent", "Store"]
