@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import IntEnum
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import yaml
 
@@ -334,8 +334,8 @@ def counts_line(plan: Plan, live: list[ChangeReport], actions: Counter) -> str:
     return " · ".join(parts)
 
 
-TABLE_HEAD = ("| | Model | Environment | Action | Version | Rollout | Checks (schema · policy · metrics) | Approvals |\n"
-              "|---|---|---|---|---|---|---|---|")
+TABLE_HEAD = ("| | Model | Environment | Action | Version | Rollout | Checks (schema · policy · metrics) "
+              "| Approvals |\n|---|---|---|---|---|---|---|---|")
 
 
 def table_row(report: ChangeReport, checks: dict[str, CheckResult]) -> str:
@@ -711,8 +711,8 @@ def render_plan(plan: Plan, *, limit: int = GITHUB_LIMIT, links: PlanLinks | Non
 def shrink(doc: Doc, changes: list[ChangeBlocks], limit: int, table_at: int, files_at: int,
            omitted_at: int, rows: list[str], states: list[State], plan: Plan) -> None:
     """Degrade ``doc`` step by step until it fits in ``limit`` (see the module docstring)."""
-    shrink_folds(doc, [(c.objects, c.objects_fold) for c in changes if c.objects_fold], limit)
-    shrink_folds(doc, [(c.diff, c.diff_fold) for c in changes if c.diff_fold], limit)
+    shrink_folds(doc, [(c.objects, c.objects_fold, c.state) for c in changes if c.objects_fold], limit)
+    shrink_folds(doc, [(c.diff, c.diff_fold, c.state) for c in changes if c.diff_fold], limit)
     by_importance = sorted(changes, key=lambda c: (c.state, -len(doc.blocks[c.detail])))
     for c in by_importance:
         if doc.length <= limit:
@@ -736,9 +736,9 @@ def shrink(doc: Doc, changes: list[ChangeBlocks], limit: int, table_at: int, fil
         doc.set(table_at, summary_table(rows, states, budget))
 
 
-def shrink_folds(doc: Doc, folds: list[tuple[int, Folded]], limit: int) -> None:
-    """Cut or drop folded blocks, largest first, until the document fits."""
-    for i, folded in sorted(folds, key=lambda x: -len(doc.blocks[x[0]])):
+def shrink_folds(doc: Doc, folds: list[tuple[int, Folded, State]], limit: int) -> None:
+    """Cut or drop folded blocks, largest first (a passing change's before a blocked one's), until it fits."""
+    for i, folded, _ in sorted(folds, key=lambda x: (-len(doc.blocks[x[0]]), x[2])):
         over = doc.length - limit
         if over <= 0:
             return

@@ -133,7 +133,8 @@ def test_every_table_row_has_the_same_number_of_cells_despite_hostile_text():
 def test_metrics_side_by_side_with_signed_delta_bounds_and_verdict():
     text = render_plan(plan_of([failing_report()], Conclusion.FAILURE))
     assert "| Metric | Goal | Candidate v8 | Serving v7 | Δ | Gate | Result |" in text
-    assert "| `auc` | ↑ higher | 0.9412 | 0.9501 | −0.0089 (−0.94%) | regression ≤ 0.005 | ❌ fail: auc fell by 0.0089 |" in text
+    assert ("| `auc` | ↑ higher | 0.9412 | 0.9501 | −0.0089 (−0.94%) | regression ≤ 0.005 "
+            "| ❌ fail: auc fell by 0.0089 |") in text
     assert "<details><summary>Other metrics (1, not gated)</summary>" in text
     assert "| `f1` | 0.811 | 0.805 | +0.006 (+0.75%) |" in text
 
@@ -324,7 +325,7 @@ def many_reports(n, diff_lines=0):
     for i in range(n):
         r = failing_report() if i % 7 == 0 else passing_report(f"model-{i:03d}", "production")
         if diff_lines:
-            r.diff = "--- a\n+++ b\n" + "".join(f"+line {j} of a very large rendered object\n" for j in range(diff_lines))
+            r.diff = "--- a\n+++ b\n" + "".join(f"+line {j} of a large rendered object\n" for j in range(diff_lines))
         reports.append(r)
     return reports
 
