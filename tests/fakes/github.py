@@ -497,7 +497,8 @@ class Reply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    page_items: list[Any] | None = None  # set by paginate(); the Link header is added by the server
+    pages: dict[str, int] | None = None  # rel → page number, set by _paginate(); the server writes ``Link``
+    per_page: int = 30
 
 
 class GitHubApi:
@@ -541,7 +542,8 @@ class GitHubApi:
                 "user": self.user(pr.author), "draft": pr.draft, "merged": pr.merged,
                 "mergeable": None if pr.merged else True, "merged_by": self.user(pr.merged_by),
                 "merge_commit_sha": pr.merge_commit_sha,
-                "url": self.url(f"{base}/pulls/{pr.number}"), "html_url": f"{self.web}/{repo.full_name}/pull/{pr.number}",
+                "url": self.url(f"{base}/pulls/{pr.number}"),
+                "html_url": f"{self.web}/{repo.full_name}/pull/{pr.number}",
                 "issue_url": self.url(f"{base}/issues/{pr.number}"),
                 "comments_url": self.url(f"{base}/issues/{pr.number}/comments"),
                 "review_comments_url": self.url(f"{base}/pulls/{pr.number}/comments"),
@@ -551,7 +553,8 @@ class GitHubApi:
                 "patch_url": f"{self.web}/{repo.full_name}/pull/{pr.number}.patch",
                 "head": self.commit_ref(repo, pr.head_ref, pr.head_sha),
                 "base": self.commit_ref(repo, pr.base_ref, pr.base_sha),
-                "labels": [{"id": i + 1, "name": name, "color": "ededed", "default": False} for i, name in enumerate(pr.labels)],
+                "labels": [{"id": i + 1, "name": name, "color": "ededed", "default": False}
+                           for i, name in enumerate(pr.labels)],
                 "created_at": iso(pr.created_at), "updated_at": iso(pr.updated_at),
                 "closed_at": iso(pr.updated_at) if closed else None,
                 "merged_at": iso(pr.updated_at) if pr.merged else None,
@@ -639,7 +642,8 @@ class GitHubApi:
         base = f"/repos/{repo.full_name}"
         return {"sha": sha, "node_id": f"C_{sha[:10]}", "url": self.url(f"{base}/git/commits/{sha}"),
                 "html_url": f"{self.web}/{repo.full_name}/commit/{sha}", "message": commit.message,
-                "author": {"name": commit.author, "email": f"{commit.author}@example.invalid", "date": iso(commit.date)},
+                "author": {"name": commit.author, "email": f"{commit.author}@example.invalid",
+                           "date": iso(commit.date)},
                 "committer": {"name": commit.committer, "email": f"{commit.committer}@example.invalid",
                               "date": iso(commit.date)},
                 "tree": {"sha": commit.tree, "url": self.url(f"{base}/git/trees/{commit.tree}")},
@@ -841,7 +845,8 @@ class GitHubApi:
         if name in table:
             raise ApiError(422, "Reference already exists", errors=[])
         table[name] = sha
-        return Reply(201, self._ref(repo, ref, sha), headers={"Location": self.url(f"/repos/{repo.full_name}/git/{ref}")})
+        location = self.url(f"/repos/{repo.full_name}/git/{ref}")
+        return Reply(201, self._ref(repo, ref, sha), headers={"Location": location})
 
     @endpoint("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}")
     def update_ref(self, ctx: Ctx) -> Reply:
@@ -937,7 +942,8 @@ class GitHubApi:
                   ctx.body("body") or "", ctx.actor(), base, repo.branches[base], head, repo.branches[head],
                   draft=bool(ctx.body("draft")))
         self.s.pulls[(repo.full_name, pr.number)] = pr
-        return Reply(201, self.pull(repo, pr), headers={"Location": self.url(f"/repos/{repo.full_name}/pulls/{pr.number}")})
+        location = self.url(f"/repos/{repo.full_name}/pulls/{pr.number}")
+        return Reply(201, self.pull(repo, pr), headers={"Location": location})
 
     @endpoint("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/files")
     def list_pull_files(self, ctx: Ctx) -> Reply:
@@ -1006,7 +1012,8 @@ class GitHubApi:
         comment = self.s.comments.get(ctx.param_int("comment_id"))
         if comment is None or comment.repo != repo.full_name:
             raise ApiError(404, "Not Found")
-        if comment.user != ctx.actor() and self.s.collaborator_permission(repo, ctx.actor()) not in ("admin", "maintain"):
+        moderator = self.s.collaborator_permission(repo, ctx.actor()) in ("admin", "maintain")
+        if comment.user != ctx.actor() and not moderator:
             raise ApiError(403, "Resource not accessible by integration")
         comment.body, comment.updated_at = ctx.body("body"), utcnow()
         return Reply(200, self.comment(comment))
@@ -1242,7 +1249,7 @@ class GitHubApi:
             links["next"], links["last"] = page + 1, last
         if page > 1:
             links["first"], links["prev"] = 1, page - 1
-        reply.headers["X-Fake-Pages"] = json.dumps({"per_page": per_page, "links": links})
+        reply.pages, reply.per_page = links, per_page
         return reply
 
 
@@ -1296,7 +1303,8 @@ class FakeGitHub:
     def start(self) -> "FakeGitHub":
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
         self.host_url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-github", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-github", daemon=True)
         self._thread.start()
         return self
 
@@ -1536,13 +1544,13 @@ class FakeGitHub:
     def _wsgi(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         request = Request(environ)
         started = time.perf_counter()
-        response = self._handle(request)
+        call, response = self._handle(request)
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
-        self.calls[-1].seconds = time.perf_counter() - started
+        call.seconds = time.perf_counter() - started
         return response(environ, start_response)
 
-    def _handle(self, request: Request) -> Response:
+    def _handle(self, request: Request) -> tuple[Call, Response]:
         method, raw_body = request.method.upper(), request.get_data()
         path = request.path
         with self.lock:
@@ -1558,7 +1566,7 @@ class FakeGitHub:
         if self.flavor != "github.com":
             headers.setdefault("X-GitHub-Enterprise-Version", self.flavor.removeprefix("ghes-") + ".0")
         data = b"" if body is None else json.dumps(body).encode()
-        return Response(data, status=status, headers=headers)
+        return call, Response(data, status=status, headers=headers)
 
     def _dispatch(self, request: Request, call: Call, raw_body: bytes) -> tuple[int, Any, dict[str, str]]:
         method = call.method
@@ -1590,9 +1598,8 @@ class FakeGitHub:
             return error.status, error.body(), dict(error.headers)
         body = self.validator.example(method, route.template, reply.status, reply.body)
         headers = dict(reply.headers)
-        pages = headers.pop("X-Fake-Pages", None)
-        if pages:
-            headers.update(self._link_header(request, json.loads(pages)))
+        if reply.pages:
+            headers["Link"] = self._link_header(request, reply.pages, reply.per_page)
         if method == "GET":
             etag = '"' + hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest() + '"'
             headers["ETag"] = etag
@@ -1639,15 +1646,13 @@ class FakeGitHub:
             raise ApiError(401, f"'Issuer' claim ('iss') must be the app id, not {claims['iss']!r}")
         return self.state.app_id
 
-    def _link_header(self, request: Request, pages: dict[str, Any]) -> dict[str, str]:
-        if not pages["links"]:
-            return {}
+    def _link_header(self, request: Request, pages: dict[str, int], per_page: int) -> str:
         links = []
-        for rel, page in pages["links"].items():
+        for rel, page in pages.items():
             query = MultiDict(request.args)
-            query["page"], query["per_page"] = str(page), str(pages["per_page"])
+            query["page"], query["per_page"] = str(page), str(per_page)
             links.append(f'<{self.host_url}{request.path}?{urlencode(list(query.items(multi=True)))}>; rel="{rel}"')
-        return {"Link": ", ".join(links)}
+        return ", ".join(links)
 
     def _check_response(self, method: str, path: str, status: int, body: Any, request: Request) -> None:
         if not self.validate_responses:
