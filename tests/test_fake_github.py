@@ -181,6 +181,16 @@ def test_violations_fail_the_fixture_teardown(github_validators):
             fake.assert_clean()
 
 
+def test_concurrent_clients_are_all_recorded(fake_github: FakeGitHub):
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = fake_github.add_repo("acme", "models")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(lambda _: raw(fake_github, "GET", f"/repos/{repo}").status_code, range(30)))
+    assert statuses == [200] * 30 and len(fake_github.reads()) == 30
+    assert fake_github.rate.used == 30
+
+
 # -- politeness: faults, rate limits, latency ----------------------------------------------------------
 
 
