@@ -204,5 +204,9 @@ def quickstart(workdir: str) -> None:
     sys.exit(run(Path(workdir)))
 
 
+from modelherd.server_cli import db, serve, worker  # noqa: E402  (server commands: serve, worker, db upgrade)
+for _command in (serve, worker, db): main.add_command(_command)  # noqa: E701
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

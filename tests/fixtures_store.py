@@ -11,6 +11,9 @@ Register with ``pytest_plugins = ["tests.fixtures_store"]`` (in ``tests/conftest
     (a key prefix unique to the run and the test, flushed after it).
 ``sqlite_store`` / ``sqlite_queue``
     The embedded pair alone, for tests that are about something else.
+``webhooks``
+    ``webhooks.headers(event, body, delivery=…, secret=…)`` and ``webhooks.sign(body)`` with the
+    suite's webhook secret ``webhooks.secret``.
 
 PostgreSQL and Redis come from ``MODELHERD_TEST_POSTGRES_URL`` (default
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``) and ``MODELHERD_TEST_REDIS_URL`` (default
@@ -59,9 +62,18 @@ def webhook_headers(event: str, body: bytes, *, delivery: str | None = None,
     return headers
 
 
+class Webhooks:
+    """Signed GitHub deliveries for tests: ``webhooks.headers("pull_request", body)``."""
+
+    secret = WEBHOOK_SECRET
+    sign = staticmethod(sign)
+    headers = staticmethod(webhook_headers)
+
+
 @pytest.fixture
-def webhook_secret() -> str:
-    return WEBHOOK_SECRET
+def webhooks() -> Webhooks:
+    """Helpers to sign bodies with :data:`WEBHOOK_SECRET` and build delivery headers."""
+    return Webhooks()
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------------

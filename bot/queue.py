@@ -1,0 +1,131 @@
+"""The job queue: huey carrying event ids, with an embedded SQLite default and Redis for scale-out.
+
+Huey does not acknowledge messages, so the queue is never the source of truth: the event row is
+(:mod:`modelherd.store`).  A message lost with a dying worker is recovered by the reclaim sweep,
+which runs as a huey periodic task every minute and once when a worker starts.
+
+``queue_url`` forms: ``sqlite:///path/queue.db`` (embedded, one machine), ``redis://host:6379/0``
+(``rediss://``, ``unix://`` too; several processes and machines), ``memory://`` (one process, tests).
+The queue name prefixes every key or row (Redis: ``huey.redis.<name>`` …), so one Redis can hold
+several deployments and test runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
+from huey.consumer import Consumer
+
+log = logging.getLogger(__name__)
+
+RUN_EVENT_TASK = "modelherd.run_event"
+SWEEP_TASK = "modelherd.sweep"
+
+EventRunner = Callable[[int], Any]
+Sweeper = Callable[[], Any]
+
+
+class QueueNotBound(RuntimeError):
+    """A job reached a process that has no worker wired (run ``modelherd worker``)."""
+
+
+class JobQueue:
+    """Enqueue event ids (web side) and run them (worker side, after :meth:`bind`)."""
+
+    def __init__(self, huey: Huey, *, sweep_schedule: Callable[..., bool] | None = None):
+        self.huey = huey
+        self._runner: EventRunner | None = None
+        self._sweeper: Sweeper | None = None
+        self._run_event = huey.task(name=RUN_EVENT_TASK)(self._execute)
+        self._sweep = huey.periodic_task(sweep_schedule or crontab(minute="*"), name=SWEEP_TASK)(self._execute_sweep)
+
+    @classmethod
+    def from_url(cls, url: str, name: str = "modelherd", **huey_kwargs: Any) -> JobQueue:
+        return cls(huey_for_url(url, name, **huey_kwargs))
+
+    @property
+    def name(self) -> str:
+        return self.huey.name
+
+    # web side
+    def enqueue_event(self, event_id: int, delay: float | None = None) -> None:
+        """Put ``event_id`` on the queue, now or after ``delay`` seconds."""
+        if delay:
+            self._run_event.schedule(args=(event_id,), delay=delay)
+        else:
+            self._run_event(event_id)
+
+    def ping(self) -> None:
+        """Raise unless the queue's storage answers (used by ``/readyz``)."""
+        self.huey.pending_count()
+
+    def pending_count(self) -> int:
+        return self.huey.pending_count()
+
+    def scheduled_count(self) -> int:
+        return self.huey.scheduled_count()
+
+    # worker side
+    def bind(self, runner: EventRunner, sweeper: Sweeper | None = None) -> None:
+        """Route the jobs of this process to ``runner(event_id)`` and the periodic sweep to ``sweeper``."""
+        self._runner, self._sweeper = runner, sweeper
+
+    def consumer(self, workers: int = 2, *, periodic: bool = True, embedded: bool = False,
+                 **options: Any) -> Consumer:
+        """A huey consumer with thread workers; ``embedded`` skips signal handlers (non-main threads)."""
+        cls = _EmbeddedConsumer if embedded else Consumer
+        options.setdefault("check_worker_health", not embedded)
+        return cls(self.huey, workers=workers, periodic=periodic, worker_type="thread", **options)
+
+    def drain(self) -> int:
+        """Run every pending job in this thread (tests, one-shot tools); how many were dequeued."""
+        ran = 0
+        while self.huey.pending_count() and (task := self.huey.dequeue()) is not None:
+            self.huey.execute(task)
+            ran += 1
+        return ran
+
+    def flush(self) -> None:
+        """Delete every message and schedule of this queue (tests clean up their prefix)."""
+        self.huey.storage.flush_all()
+
+    def close(self) -> None:
+        self.huey.storage.close()
+
+    def _execute(self, event_id: int) -> None:
+        if self._runner is None:
+            raise QueueNotBound(f"event {event_id} dequeued in a process without a worker")
+        self._runner(event_id)
+
+    def _execute_sweep(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper()
+
+
+class _EmbeddedConsumer(Consumer):
+    """A consumer started from a non-main thread (``worker_in_process``): no signal handlers."""
+
+    def _set_signal_handlers(self) -> None:
+        pass
+
+
+def huey_for_url(url: str, name: str = "modelherd", **kwargs: Any) -> Huey:
+    """The huey instance for a ``queue_url`` (see the module docstring)."""
+    kwargs.setdefault("results", False)  # jobs report through the store, not huey results
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if not path:
+            raise ValueError("sqlite queue URL needs a file: sqlite:///path/queue.db")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SqliteHuey(name, filename=path, **kwargs)
+    if re.match(r"^(rediss?|unix)://", url):
+        return RedisHuey(name, url=url, **kwargs)
+    if url.startswith("memory://"):
+        return MemoryHuey(name, **kwargs)
+    raise ValueError(f"unsupported queue URL scheme: {url.split('://', 1)[0]}:// "
+                     "(use sqlite:///FILE, redis://HOST:PORT/DB or memory://)")
