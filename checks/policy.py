@@ -54,9 +54,12 @@ from modelherd.plan import ApprovalRequirement, Change
 CHECK = "policy"
 PACKAGE = "modelherd"
 
-# One query returns the three outputs as arrays; a missing rule gives an empty array.
+# One query returns the three outputs as arrays (a missing rule gives an empty array) and the type
+# of each, so that an object written with Rego v0 syntax (`deny[msg] { ... }`) is reported.
 _OUTPUTS = ("deny", "warn", "approvals")
-_QUERY = "x := {" + ", ".join(f'"{o}": [m | some m in data.{PACKAGE}.{o}]' for o in _OUTPUTS) + "}"
+_QUERY = "x := {" + ", ".join(
+    f'"{o}": [m | some m in data.{PACKAGE}.{o}], "{o}_type": [type_name(v) | v := data.{PACKAGE}.{o}]'
+    for o in _OUTPUTS) + "}"
 
 Module = tuple[str, str]          # (file name, Rego source)
 FieldPath = tuple[str | int, ...]
@@ -358,6 +361,10 @@ class PolicyEngine:
 
     def _evaluate(self, input_doc: Mapping[str, Any]) -> PolicyDecision:
         raw = self._query(input_doc)
+        for output in _OUTPUTS:
+            if raw.get(f"{output}_type", ["set"]) not in ([], ["set"]):
+                raise PolicyError(f"`{output}` must be a set, not {raw[f'{output}_type'][0]}: "
+                                  f"write `{output} contains msg if {{ ... }}` (Rego v1)")
         environment = _environment_name(input_doc)
         return PolicyDecision(
             deny=_violations(raw.get("deny"), "deny"),
