@@ -15,6 +15,7 @@ import pytest
 from modelherd.registry import RegistryError, VersionNotFound
 from modelherd.registry.mlflow import (
     MlflowRegistry,
+    failure_cause,
     http_limit_env,
     http_limits,
     iso_utc,
@@ -259,7 +260,8 @@ def test_unreachable_registry_is_a_registry_error_within_seconds():
     reg = registry(url, timeout_seconds=2)  # default retries: 2
 
     started = time.monotonic()
-    with pytest.raises(RegistryError, match=f"MLflow registry at {url} failed on fraud v3"):
+    with pytest.raises(RegistryError, match=f"MLflow registry at {url} failed on fraud v3: connection refused "
+                                            r"\(timeout 2 s, 2 retries\)"):
         reg.resolve("fraud", version=3)
     assert time.monotonic() - started < 5
 
@@ -267,7 +269,7 @@ def test_unreachable_registry_is_a_registry_error_within_seconds():
 def test_5xx_is_retried_as_configured_then_a_registry_error():
     with stub_server(answer_503) as (url, hits):
         started = time.monotonic()
-        with pytest.raises(RegistryError, match=f"at {url} .*503"):
+        with pytest.raises(RegistryError, match=f"at {url} failed on fraud @champion: HTTP 503"):
             registry(url, retries=1).resolve("fraud", alias="champion")
     assert len(hits) == 2
     assert time.monotonic() - started < 3
@@ -276,8 +278,9 @@ def test_5xx_is_retried_as_configured_then_a_registry_error():
 def test_a_slow_registry_times_out_after_timeout_seconds():
     with stub_server(answer_slowly) as (url, hits):
         started = time.monotonic()
-        with pytest.raises(RegistryError, match=url):
+        with pytest.raises(RegistryError, match=url) as failed:
             registry(url, timeout_seconds=1, retries=0).resolve("fraud", version=1)
+        assert "timed out (timeout 1 s, 0 retries)" in str(failed.value)
         elapsed = time.monotonic() - started
     assert len(hits) == 1
     assert elapsed < 2.5
@@ -352,6 +355,18 @@ def test_small_helpers():
     assert logged_model_id(None, "models:/fraud/3") is None
     assert version_url(None, "fraud", "3") is None
     assert version_url("https://ui/", "fraud scorer", "3") == "https://ui/#/models/fraud%20scorer/versions/3"
+
+
+@pytest.mark.parametrize("text, cause", [
+    ("HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded (Caused by NewConnectionError("
+     "'Failed to establish a new connection: [Errno 111] Connection refused'))", "connection refused"),
+    ("Max retries exceeded (Caused by ResponseError('too many 502 error responses'))", "HTTP 502"),
+    ("Read timed out. (read timeout=1)", "timed out"),
+    ("Failed to resolve 'x.invalid' ([Errno -2] Name or service not known)", "host name not found"),
+    ("PERMISSION_DENIED: nope", None),
+])
+def test_failure_cause(text, cause):
+    assert failure_cause(text) == cause
 
 
 def test_http_limit_env_rounds_the_timeout_up_to_whole_seconds():

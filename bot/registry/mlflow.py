@@ -184,6 +184,25 @@ def _short(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_CAUSES = (
+    (re.compile(r"Connection refused|Failed to establish a new connection", re.I), "connection refused"),
+    (re.compile(r"Name or service not known|nodename nor servname|getaddrinfo failed|"
+                r"Temporary failure in name resolution", re.I), "host name not found"),
+    (re.compile(r"timed out|Timeout", re.I), "timed out"),
+    (re.compile(r"too many (\d{3}) error responses"), r"HTTP \1"),
+    (re.compile(r"SSLError|CERTIFICATE_VERIFY_FAILED", re.I), "TLS error"),
+)
+
+
+def failure_cause(text: str) -> str | None:
+    """The gist of a transport failure buried in urllib3's text (``connection refused``, ``HTTP 503``…)."""
+    for pattern, label in _CAUSES:
+        found = pattern.search(text)
+        if found:
+            return found.expand(label)
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------
 # The adapter
 # ---------------------------------------------------------------------------------------------------
@@ -256,9 +275,19 @@ class MlflowRegistry:
         except MlflowException as exc:
             if _error_code(exc) == NOT_FOUND:
                 raise VersionNotFound(f"{what}: {_short(exc)} (registry {self.uri})") from exc
-            raise RegistryError(f"MLflow registry at {self.uri} failed on {what}: {_short(exc)}") from exc
+            raise RegistryError(self._failure(what, exc)) from exc
         except (RequestException, OSError, ImportError) as exc:
-            raise RegistryError(f"MLflow registry at {self.uri} failed on {what}: {_short(exc)}") from exc
+            raise RegistryError(self._failure(what, exc)) from exc
+
+    def _failure(self, what: str, exc: BaseException) -> str:
+        """``MLflow registry at URI failed on WHAT: connection refused (timeout 10 s, 2 retries)``."""
+        from mlflow.exceptions import RestException
+
+        cause = None if isinstance(exc, RestException) else failure_cause(str(exc))  # the server answered
+        if cause is None:
+            return f"MLflow registry at {self.uri} failed on {what}: {_short(exc)}"
+        limits = f"timeout {self.config.timeout_seconds:g} s, {self.config.retries} retries"
+        return f"MLflow registry at {self.uri} failed on {what}: {cause} ({limits})"
 
     def _get_version(self, name: str, version: int | None, alias: str | None) -> ModelVersion:
         """The registry's version record, or :class:`VersionNotFound` saying what is missing."""
