@@ -276,8 +276,11 @@ def _probe_in_child(modules: Sequence[Module], data: Mapping[str, Any], query: s
     with _probed_lock:
         if key in _probed:
             return
-    proc = subprocess.run([sys.executable, "-c", _PROBE], input=job, text=True,
-                          capture_output=True, timeout=120)
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PROBE], input=job, text=True,
+                              capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise PolicyError("the policies took over 120 s to compile") from None
     if proc.returncode < 0:
         files = ", ".join(name for name, _ in modules)
         raise PolicyError(
