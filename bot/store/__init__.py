@@ -47,6 +47,10 @@ class Store(EventsRepo, EffectsRepo):
         with self._sessions.begin() as session:
             yield session
 
+    def _conn(self) -> Any:
+        """A Core connection in a transaction (hot paths that need no ORM)."""
+        return self.engine.begin()
+
     def upgrade(self, revision: str = "head") -> None:
         """Apply the Alembic migrations up to ``revision`` (safe to call from several processes)."""
         from modelherd.store.migrate import upgrade

@@ -88,15 +88,13 @@ class EventsRepo:
                       payload=new.payload, received_at=now, state=state.value, attempts=0, error=note,
                       lease_until=now + timedelta(seconds=queue_lease) if state is EventState.QUEUED else None,
                       finished_at=None if state is EventState.QUEUED else now)
-        with self._tx() as s:
-            dialect = s.get_bind().dialect.name
-            if dialect in ("sqlite", "postgresql"):
-                stmt = _dialect_insert(dialect)(Event).values(**values)
-                stmt = stmt.on_conflict_do_nothing(index_elements=["forge", "delivery_id"]).returning(Event.id)
-                return s.execute(stmt).scalar_one_or_none()
+        with self._conn() as conn:  # Core, one cached statement: this is the hot path of intake
+            stmt = _insert_or_ignore(conn.dialect.name)
+            if stmt is not None:
+                return conn.execute(stmt, values).scalar_one_or_none()
         try:  # other backends: a plain insert, the unique constraint decides
-            with self._tx() as s:
-                return s.execute(insert(Event).values(**values).returning(Event.id)).scalar_one()
+            with self._conn() as conn:
+                return conn.execute(insert(_EVENTS).returning(_EVENTS.c.id), values).scalar_one()
         except IntegrityError:
             return None
 
@@ -206,13 +204,27 @@ class EventsRepo:
     def _tx(self) -> Any:  # pragma: no cover
         raise NotImplementedError
 
+    def _conn(self) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
     def now(self) -> datetime:  # pragma: no cover
         raise NotImplementedError
 
 
-def _dialect_insert(dialect: str) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-    return sqlite_insert
+_EVENTS = Event.__table__
+_INSERT_OR_IGNORE: dict[str, Any] = {}
+
+
+def _insert_or_ignore(dialect: str) -> Any:
+    """``INSERT … ON CONFLICT (forge, delivery_id) DO NOTHING RETURNING id`` for SQLite/PostgreSQL."""
+    if dialect not in _INSERT_OR_IGNORE:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            return None
+        _INSERT_OR_IGNORE[dialect] = (dialect_insert(_EVENTS)
+                                      .on_conflict_do_nothing(index_elements=["forge", "delivery_id"])
+                                      .returning(_EVENTS.c.id))
+    return _INSERT_OR_IGNORE[dialect]
