@@ -218,8 +218,8 @@ def readiness_finding(gates: Gates, candidate: ModelVersionInfo | None, *, file:
     hint = ("registration failed: register the model again and point the manifest at the new version"
             if candidate.status == "FAILED_REGISTRATION" else "wait until the registry marks it READY")
     position = locate(("spec", "gates", "require_ready")) or locate(("spec", "model"))
-    return Finding(check=CHECK, severity=severity,
-                   message=f"{candidate.name} {_vname(candidate)} is {candidate.status} in the registry, not READY",
+    message = f"{candidate.name} {_vname(candidate)} is {candidate.status} in the registry, not READY"
+    return Finding(check=CHECK, severity=severity, message=message,
                    file=file, position=position, model=model, environment=environment, hint=hint)
 
 

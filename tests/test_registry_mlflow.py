@@ -21,6 +21,7 @@ from modelherd.registry.mlflow import (
     iso_utc,
     logged_model_id,
     merge_metrics,
+    redact_uri,
     register_version,
     serving_uri,
     storage_problem,
@@ -383,3 +384,12 @@ def test_http_limits_restore_on_error(monkeypatch):
             assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "5"
             raise RuntimeError
     assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
+
+
+def test_messages_never_show_a_password_from_the_uri():
+    assert redact_uri("postgresql://bot:s3cret@db:5432/mlflow") == "postgresql://bot:***@db:5432/mlflow"
+    assert redact_uri("https://mlflow.example") == "https://mlflow.example"
+    url = f"http://bot:s3cret@127.0.0.1:{free_port()}"
+    with pytest.raises(RegistryError) as failed:
+        registry(url, timeout_seconds=1, retries=0).resolve("fraud", version=1)
+    assert "s3cret" not in str(failed.value) and "bot:***@127.0.0.1" in str(failed.value)

@@ -45,7 +45,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, urlparse, urlsplit, urlunsplit
 
 from modelherd.registry import ModelVersionInfo, RegistryError, VersionNotFound
 from modelherd.settings import MlflowRegistryConfig
@@ -124,7 +124,8 @@ def iso_utc(millis: int | None) -> str | None:
 
 _LOGGED_MODEL_URI = re.compile(r"^models:/(m-[0-9a-f]{32})/?$")
 _RUNS_URI = re.compile(r"^runs:/([0-9a-zA-Z]+)(?:/(.*))?$")
-_WASBS = re.compile(r"^wasbs?://(?P<container>[^@/]+)@(?P<account>[^./]+)\.blob\.core\.windows\.net/?(?P<path>.*)$")
+_WASBS = re.compile(r"^wasbs?://(?P<container>[^@/]+)@(?P<account>[^./]+)"
+                    r"\.blob\.core\.windows\.net/?(?P<path>.*)$")
 # schemes a KServe storage initializer can download from (kserve/python/kserve/storage)
 FETCHABLE_SCHEMES = frozenset({"s3", "gs", "hdfs", "webhdfs", "http", "https", "pvc", "hf", "oci"})
 
@@ -165,7 +166,8 @@ def storage_problem(uri: str | None) -> str | None:
         return f"{uri} is an MLflow URI that could not be resolved to a storage location"
     if scheme in ("", "file") or len(scheme) == 1:  # a path, or a Windows drive letter
         return f"{uri} is a path on the tracking server's disk, not shared storage"
-    return f"{uri}: the {scheme}:// scheme is not one a model server can fetch ({', '.join(sorted(FETCHABLE_SCHEMES))})"
+    known = ", ".join(sorted(FETCHABLE_SCHEMES))
+    return f"{uri}: the {scheme}:// scheme is not one a model server can fetch ({known})"
 
 
 def version_url(ui_url: str | None, name: str, version: str) -> str | None:
@@ -175,12 +177,21 @@ def version_url(ui_url: str | None, name: str, version: str) -> str | None:
     return f"{ui_url.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{version}"
 
 
+def redact_uri(uri: str) -> str:
+    """``uri`` without a password (``postgresql://bot:***@db/mlflow``): registry URIs reach PR comments."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def _error_code(exc: BaseException) -> str | None:
     return getattr(exc, "error_code", None)
 
 
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -218,6 +229,15 @@ class MlflowRegistry:
     @property
     def uri(self) -> str:
         return self.config.tracking_uri
+
+    @property
+    def shown_uri(self) -> str:
+        """The URI as messages show it (no password)."""
+        return redact_uri(self.uri)
+
+    def _clean(self, text: str) -> str:
+        """``text`` with the raw URI (and so any password in it) replaced by :attr:`shown_uri`."""
+        return text.replace(self.uri, self.shown_uri) if self.uri != self.shown_uri else text
 
     @property
     def client(self) -> MlflowClient:
@@ -274,7 +294,8 @@ class MlflowRegistry:
             raise
         except MlflowException as exc:
             if _error_code(exc) == NOT_FOUND:
-                raise VersionNotFound(f"{what}: {_short(exc)} (registry {self.uri})") from exc
+                detail = _short(self._clean(str(exc)))
+                raise VersionNotFound(f"{what}: {detail} (registry {self.shown_uri})") from exc
             raise RegistryError(self._failure(what, exc)) from exc
         except (RequestException, OSError, ImportError) as exc:
             raise RegistryError(self._failure(what, exc)) from exc
@@ -285,9 +306,9 @@ class MlflowRegistry:
 
         cause = None if isinstance(exc, RestException) else failure_cause(str(exc))  # the server answered
         if cause is None:
-            return f"MLflow registry at {self.uri} failed on {what}: {_short(exc)}"
+            return f"MLflow registry at {self.shown_uri} failed on {what}: {_short(self._clean(str(exc)))}"
         limits = f"timeout {self.config.timeout_seconds:g} s, {self.config.retries} retries"
-        return f"MLflow registry at {self.uri} failed on {what}: {cause} ({limits})"
+        return f"MLflow registry at {self.shown_uri} failed on {what}: {cause} ({limits})"
 
     def _get_version(self, name: str, version: int | None, alias: str | None) -> ModelVersion:
         """The registry's version record, or :class:`VersionNotFound` saying what is missing."""
@@ -308,7 +329,7 @@ class MlflowRegistry:
         """Say whether the model itself or only the version/alias is missing (one more request)."""
         from mlflow.exceptions import MlflowException
 
-        where = f"in the MLflow registry at {self.uri}"
+        where = f"in the MLflow registry at {self.shown_uri}"
         try:
             self.client.get_registered_model(name)
         except MlflowException as exc:
@@ -349,7 +370,7 @@ class MlflowRegistry:
         except MlflowException as exc:
             if _error_code(exc) != NOT_FOUND:
                 raise
-            log.warning("registry object gone: %s", _short(exc))
+            log.warning("registry object gone: %s", _short(self._clean(str(exc))))
             return None
 
     def _location(self, mv: ModelVersion, run: Run | None, model: Any) -> str | None:
