@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from modelherd.checks import CheckResult, Conclusion, Finding, Severity, conclude
-from modelherd.checks.metrics import evaluate_gates, gate_findings
+from modelherd.checks.metrics import evaluate_gates, gate_findings, readiness_finding
 from modelherd.checks.policy import PolicyEngine, PolicyError, default_modules, policy_input, to_findings
 from modelherd.forges.base import RevisionReader
 from modelherd.loading import LoadedManifest, load_files
@@ -139,6 +139,21 @@ def _config_approvals(change: Change, config: RepoConfig) -> list[ApprovalRequir
                                 tuple(rule.users), tuple(rule.teams), rule.owners)]
 
 
+def merge_approvals(requirements: list[ApprovalRequirement]) -> list[ApprovalRequirement]:
+    """One requirement per environment and set of approvers: the largest count, every reason kept."""
+    merged: dict[tuple, ApprovalRequirement] = {}
+    for req in requirements:
+        key = (req.environment, req.users, req.teams, req.owners)
+        if key in merged:
+            prev = merged[key]
+            reasons = prev.reason if req.reason in prev.reason else f"{prev.reason}; {req.reason}"
+            merged[key] = ApprovalRequirement(req.environment, max(prev.count, req.count), reasons,
+                                              req.users, req.teams, req.owners)
+        else:
+            merged[key] = req
+    return list(merged.values())
+
+
 def _unknown_environment(change: Change, config: RepoConfig, locate) -> list[Finding]:
     if config.environment(change.environment) is not None or change.action is Action.DELETE:
         return []
@@ -181,6 +196,10 @@ def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext) -
             report.metrics = evaluate_gates(change.head.gates, report.candidate, report.current)
             report.findings.extend(gate_findings(report.metrics, file=change.file, model=change.name,
                                                  environment=change.environment, locate=locate))
+            ready = readiness_finding(change.head.gates, report.candidate, file=change.file, model=change.name,
+                                      environment=change.environment, locate=locate)
+            if ready is not None:
+                report.findings.append(ready)
         report.approvals.extend(_config_approvals(change, config))
 
     policy_error = None
@@ -196,7 +215,7 @@ def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext) -
             locate = locator(head_by_name.get(change.name) or base_by_name.get(change.name), change.environment)
             report.findings.extend(to_findings(decision, file=change.file, model=change.name,
                                                environment=change.environment, locate=locate))
-            report.approvals.extend(decision.approvals)
+            report.approvals = merge_approvals([*report.approvals, *decision.approvals])
     except PolicyError as exc:
         policy_error = f"the policies could not be evaluated: {exc}"
 

@@ -211,6 +211,55 @@ def _output_errors(output: int, interp: regopy.Interpreter) -> list[str]:
     return messages or ["evaluation failed"]
 
 
+def _binding(node: int, name: str) -> int | None:
+    """The value node bound to ``name`` in a query result (Results → Result → Bindings → Binding)."""
+    kind = rego_node_type(node)
+    if kind == NodeKind.Binding and rego_node_size(node) == 2:
+        var = rego_node_get(node, 0)
+        if rego_node_type(var) == NodeKind.Var and rego_node_value(var) == name:
+            return rego_node_get(node, 1)
+        return None
+    if kind in (NodeKind.Results, NodeKind.Result, NodeKind.Bindings):
+        for i in range(rego_node_size(node)):
+            found = _binding(rego_node_get(node, i), name)
+            if found:
+                return found
+    return None
+
+
+def _string(escaped: str) -> str:
+    """A string node's text: JSON-escaped content without its quotes (a raw quote is literal)."""
+    try:
+        return json.loads(f'"{escaped}"')
+    except json.JSONDecodeError:
+        return json.loads('"' + re.sub(r'(?<!\\)((?:\\\\)*)"', r'\1\\"', escaped) + '"')
+
+
+def _node_value(node: int) -> Any:
+    """Plain Python data from a regopy value node (sets become lists)."""
+    kind = rego_node_type(node)
+    if kind in (NodeKind.Term, NodeKind.Scalar):
+        return _node_value(rego_node_get(node, 0))
+    if kind == NodeKind.String:
+        return _string(rego_node_value(node))
+    if kind == NodeKind.Int:
+        return int(rego_node_value(node))
+    if kind == NodeKind.Float:
+        return float(rego_node_value(node))
+    if kind in (NodeKind.Boolean, NodeKind.True_, NodeKind.False_):
+        return rego_node_value(node) == "true"
+    if kind == NodeKind.Null:
+        return None
+    children = [rego_node_get(node, i) for i in range(rego_node_size(node))]
+    if kind in (NodeKind.Array, NodeKind.Set):
+        return [_node_value(c) for c in children]
+    if kind == NodeKind.Object:
+        items = (rego_node_get(c, i) for c in children for i in (0, 1))
+        pairs = list(items)
+        return {_node_value(pairs[i]): _node_value(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+    raise PolicyError(f"unexpected value of kind {kind} in the policy output")
+
+
 # --------------------------------------------------------------------------------------------------
 # Locating a runtime error: regopy gives no position, so find where the named rule is written.
 
@@ -387,13 +436,17 @@ class PolicyEngine:
             if not rego_output_ok(output):
                 raise self._runtime_error(_output_errors(output, self._interp), input_doc)
             text = rego_output_string(output)
+            if text.startswith("(error") or text.startswith("(rego-errorseq"):
+                raise self._runtime_error([m for _, _, m in _parse_errors(text)], input_doc)
+            if text == "undefined":
+                return {}
+            # Read the result from regopy's node tree, never from its JSON text: regopy 1.5 does not
+            # escape quotes that sprintf copies from input strings, so a registry tag could otherwise
+            # break (or inject into) the decoded output.
+            binding = _binding(rego_output_node(output), "x")
+            return _node_value(binding) if binding else {}
         finally:
             rego_free_output(output)
-        if text.startswith("(error") or text.startswith("(rego-errorseq"):
-            raise self._runtime_error([m for _, _, m in _parse_errors(text)], input_doc)
-        if text == "undefined":
-            return {}
-        return json.loads(text)["bindings"]["x"]
 
     def _runtime_error(self, messages: list[str], input_doc: Mapping[str, Any]) -> PolicyError:
         """A :class:`PolicyError` for a failed evaluation, located as well as can be."""
