@@ -193,6 +193,55 @@ def plan(repo: str, base: str, head: str, fmt: str, settings_path: str | None, n
     sys.exit({Conclusion.FAILURE: 1, Conclusion.ERROR: 2}.get(result.conclusion, 0))
 
 
+# ---------------------------------------------------------------- policy test
+@main.group()
+def policy() -> None:
+    """Policy-as-code helpers."""
+
+
+def _rego_files(root: Path, entries: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(policies, tests) under the configured policy paths of a working tree."""
+    modules, tests = [], []
+    for entry in entries:
+        path = root / entry
+        files = [path] if path.is_file() else sorted(path.rglob("*.rego")) if path.is_dir() else []
+        for f in files:
+            item = (f.relative_to(root).as_posix(), f.read_text(encoding="utf-8"))
+            (tests if f.name.endswith("_test.rego") else modules).append(item)
+    return modules, tests
+
+
+@policy.command("test")
+@click.argument("repo", default=".", type=click.Path(file_okay=False, exists=True))
+@click.option("--bundle", is_flag=True, help="Run the tests of modelherd's default bundle instead.")
+def policy_test(repo: str, bundle: bool) -> None:
+    """Run the *_test.rego files of a repository (its .modelherd.yaml policy paths), like `opa test`."""
+    from modelherd.checks.policy import default_modules, default_test_modules, run_policy_tests
+    from modelherd.repoconfig import CONFIG_FILE, parse_config
+
+    root = Path(repo)
+    cfg = root / CONFIG_FILE
+    config, findings = parse_config(cfg.read_bytes() if cfg.exists() else None)
+    if findings:
+        raise UserError(findings[0].one_line())
+    if bundle:
+        modules, tests, data = default_modules(), default_test_modules(), {}
+    else:
+        modules, tests = _rego_files(root, config.policies.paths)
+        if config.policies.default_bundle:
+            modules = default_modules() + modules
+        data = config.policies.data
+    if not tests:
+        raise UserError(f"no *_test.rego files under {', '.join(config.policies.paths)}")
+    results = run_policy_tests(modules, tests, data)
+    for r in results:
+        line = f"{'PASS' if r.passed else 'FAIL'} {r.name}"
+        click.echo(line + (f": {r.error}" if r.error else ""), err=not r.passed)
+    failed = sum(not r.passed for r in results)
+    click.echo(f"{len(results) - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
 # ---------------------------------------------------------------- quickstart
 @main.command()
 @click.option("--workdir", default=".modelherd-quickstart", show_default=True, type=click.Path(file_okay=False),
