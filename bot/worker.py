@@ -87,6 +87,8 @@ class Dispatcher:
         if not self.store.finish(claim):
             log.warning("delivery %s: lease lost before finishing (ran longer than %ss)",
                         event.delivery_id, self.lease_seconds)
+        log.info("delivery %s (%s.%s) done by %d handler(s), attempt %d", event.delivery_id, event.event,
+                 event.action, called, claim.attempt)
         return Outcome.DONE
 
     def sweep(self) -> list[int]:
@@ -147,11 +149,15 @@ def make_dispatcher(settings: Settings, store: Store, queue: JobQueue, wiring: s
 
 
 def run_worker(settings: Settings, *, threads: int = 2, wiring: str = DEFAULT_WIRING) -> None:
-    """Blocking worker (``modelherd worker``): migrate, sweep once, consume until SIGINT/SIGTERM."""
+    """Blocking worker (``modelherd worker``): migrate, sweep once, consume until SIGTERM/SIGINT.
+
+    SIGTERM (what container runtimes send) and SIGINT let running jobs finish; a SIGKILL leaves them
+    ``running`` until their lease expires and the sweep queues them again.
+    """
     store, queue = open_backends(settings)
     dispatcher = make_dispatcher(settings, store, queue, wiring)
     dispatcher.sweep()
-    queue.consumer(threads).run()
+    queue.consumer(threads, graceful_signal="TERM").run()
 
 
 class InProcessWorker:

@@ -71,7 +71,7 @@ def test_bad_queue_url_is_refused() -> None:
 
 def test_dispatch_done_skipped_and_retried(store: Store, job_queue: JobQueue) -> None:
     calls: list[int] = []
-    dispatcher = Dispatcher(store, job_queue, Handlers(recording_router(calls)), retry_base_seconds=30).bind()
+    Dispatcher(store, job_queue, Handlers(recording_router(calls)), retry_base_seconds=30).bind()
     ok = store.record_event(pr_event("ok"))
     orphan = store.record_event(pr_event("orphan", installation=None))
     unrouted = store.record_event(NewEvent(forge="github", delivery_id="push", event="push",

@@ -198,3 +198,54 @@ def test_naive_datetimes_are_refused(store: Store) -> None:
     naive = Store(store.engine, clock=lambda: datetime(2026, 1, 1))
     with pytest.raises(Exception, match="naive datetime"):
         naive.record_event(new_event())
+
+
+def test_db_upgrade_command(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from modelherd.server_cli import db
+
+    monkeypatch.setenv("MODELHERD_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    result = CliRunner().invoke(db, ["upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "revision 0001" in result.output
+
+
+def _upgrade(url: str) -> None:
+    store = Store.from_url(url)
+    store.upgrade()
+    store.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_database_url(request, tmp_path):
+    """An empty, unmigrated database per backend (PostgreSQL: created next to the run's database)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'race.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(request.getfixturevalue("pg_database_url"))
+    name = f"{base.database}_race"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield base.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_concurrent_upgrades_of_a_new_database_serialize(fresh_database_url) -> None:
+    url = fresh_database_url
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_upgrade, args=(url,)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    store = Store.from_url(url)
+    assert current_revision(store.engine) == "0001"
+    store.dispose()
