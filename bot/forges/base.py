@@ -26,3 +26,94 @@ class RevisionReader(Protocol):
     def list_files(self, ref: str, folder: str) -> list[str]:
         """Files below ``folder`` at ``ref`` (recursively), as repository paths."""
         ...
+
+
+# --------------------------------------------------------------------------------------------------
+# The forge: pull/merge requests, comments, checks. One instance serves one repository, already
+# authenticated; handlers receive it and never build one. GitHub and GitLab implement it.
+
+from dataclasses import dataclass, field  # noqa: E402
+from enum import StrEnum  # noqa: E402
+
+
+class CheckStatus(StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    """A pull request (GitHub) or merge request (GitLab), in forge-neutral terms."""
+
+    repo: str                     # "acme/models" (GitLab: the project's full path)
+    number: int                   # PR number / MR iid
+    title: str
+    author: str
+    base_ref: str                 # target branch name
+    base_sha: str                 # target branch tip the forge reports
+    head_ref: str
+    head_sha: str
+    state: str                    # open | closed | merged
+    url: str = ""
+    draft: bool = False
+    from_fork: bool = False
+    author_is_bot: bool = False
+    labels: tuple[str, ...] = ()
+    default_branch: str = "main"
+
+    def facts(self) -> dict:
+        """What policies see as ``input.pr``."""
+        return {"number": self.number, "author": self.author, "title": self.title, "base_ref": self.base_ref,
+                "head_sha": self.head_sha, "labels": list(self.labels), "draft": self.draft,
+                "from_fork": self.from_fork}
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A remark on a line of a file, shown beside the diff (GitHub check-run annotations)."""
+
+    path: str
+    start_line: int
+    end_line: int
+    level: str                    # failure | warning | notice
+    message: str
+    title: str | None = None
+    start_column: int | None = None
+    end_column: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The state of one check (``modelherd/plan``...) on one commit."""
+
+    name: str
+    status: CheckStatus
+    conclusion: str | None = None       # success | failure | neutral | action_required | ... (when completed)
+    title: str = ""
+    summary: str = ""
+    text: str = ""
+    annotations: tuple[Annotation, ...] = field(default_factory=tuple)
+    details_url: str | None = None
+
+
+class Forge(Protocol):
+    """What handlers need from the place a repository lives."""
+
+    repo: str
+
+    def change_request(self, number: int) -> ChangeRequest:
+        """The PR/MR as the forge says now (never trust a webhook payload's copy)."""
+        ...
+
+    def reader(self, cr: ChangeRequest) -> RevisionReader:
+        """Reads the PR's changed files and file contents at any revision, without cloning."""
+        ...
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> str:
+        """Create, or edit in place, the one comment of this bot holding ``marker``; returns its id."""
+        ...
+
+    def report_check(self, sha: str, report: CheckReport) -> None:
+        """Create or update the check named ``report.name`` on ``sha`` (idempotent)."""
+        ...
