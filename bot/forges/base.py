@@ -1,11 +1,15 @@
-"""What the core needs from wherever the repository lives: changed paths and file contents at a revision.
+"""What the core needs from wherever a repository lives.
 
-GitHub, GitLab and a local checkout each implement :class:`RevisionReader`; the planner takes one as an
-argument and never knows which it got.
+:class:`RevisionReader` (changed paths, file contents at a revision) is what the planner reads through;
+GitHub, GitLab and a local checkout each implement it, and the planner never knows which it got.
+:class:`Forge` adds what handlers need from a pull/merge request: the request itself, one sticky
+comment and the checks.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -31,9 +35,6 @@ class RevisionReader(Protocol):
 # --------------------------------------------------------------------------------------------------
 # The forge: pull/merge requests, comments, checks. One instance serves one repository, already
 # authenticated; handlers receive it and never build one. GitHub and GitLab implement it.
-
-from dataclasses import dataclass, field  # noqa: E402
-from enum import StrEnum  # noqa: E402
 
 
 class CheckStatus(StrEnum):
