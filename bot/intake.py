@@ -74,10 +74,10 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str) -> Event:
                                       "x-hub-signature-256")}
     if not h["x-hub-signature-256"]:
         raise IntakeError(HTTPStatus.UNAUTHORIZED, "missing X-Hub-Signature-256")
-    if not h["x-github-event"] or not h["x-github-delivery"]:
+    if not _fits(h["x-github-event"], 64) or not _fits(h["x-github-delivery"], 128):
         # Verify first, so that an unsigned probe learns nothing about the headers it lacks.
         _verify_signature(body, h["x-hub-signature-256"], secret)
-        raise IntakeError(HTTPStatus.BAD_REQUEST, "missing X-GitHub-Event or X-GitHub-Delivery")
+        raise IntakeError(HTTPStatus.BAD_REQUEST, "missing or oversized X-GitHub-Event or X-GitHub-Delivery")
     try:
         return Event.from_http({k: v for k, v in h.items() if v is not None}, body, secret=secret)
     except ValidationFailure as exc:
@@ -104,9 +104,9 @@ def to_new_event(event: Event, headers: Mapping[str, str]) -> NewEvent:
     action = data.get("action")
     return NewEvent(
         forge=FORGE, delivery_id=event.delivery_id, event=event.event, payload=event.data,
-        action=action if isinstance(action, str) else None,
+        action=action[:64] if isinstance(action, str) else None,
         installation_id=_int_or_none(installation.get("id")) if isinstance(installation, dict) else None,
-        repo=repository.get("full_name") if isinstance(repository, dict) else None,
+        repo=_str_or_none(repository.get("full_name"), 255) if isinstance(repository, dict) else None,
         headers={k: headers[k] for k in KEPT_HEADERS if headers.get(k) is not None},
     )
 
@@ -134,4 +134,14 @@ def accept(new: NewEvent, store: EventSink, queue: Enqueuer) -> Outcome:
 
 
 def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """An id that fits a BIGINT column, else ``None``."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+    return value if ok else None
+
+
+def _str_or_none(value: Any, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def _fits(value: str | None, limit: int) -> bool:
+    return bool(value) and len(value) <= limit

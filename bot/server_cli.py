@@ -121,11 +121,15 @@ def db_revision(settings_path: str | None, message: str, empty: bool) -> None:
 
 
 class WebhookServer(BaseApplication):
-    """``WebhookServer(settings, {"bind": "0.0.0.0:8080", "workers": 2}).run()``."""
+    """``WebhookServer(settings, {"bind": "0.0.0.0:8080", "workers": 2}).run()``.
+
+    ``app_factory`` replaces the app built in each worker (benchmarks: a bare handler on the same server).
+    """
 
     def __init__(self, settings: Settings, options: dict[str, Any], *, wiring: str = "modelherd.wiring:build",
-                 worker_threads: int = 1):
+                 worker_threads: int = 1, app_factory: Any = None):
         self.settings = settings
+        self.app_factory = app_factory
         self.options = options
         self.wiring = wiring
         self.worker_threads = worker_threads
@@ -139,6 +143,8 @@ class WebhookServer(BaseApplication):
         self.cfg.set("worker_exit", self._worker_exit)
 
     def load(self) -> Any:
+        if self.app_factory is not None:
+            return self.app_factory()
         from modelherd.app import create_app
         from modelherd.worker import InProcessWorker, make_dispatcher, open_backends
 

@@ -61,6 +61,8 @@ REFUSALS = {
                      HTTPStatus.UNSUPPORTED_MEDIA_TYPE),
     "no-event-header": (lambda w: {k: v for k, v in w.headers("pull_request", BODY).items()
                                    if k != "X-GitHub-Event"}, HTTPStatus.BAD_REQUEST),
+    "oversized-delivery": (lambda w: w.headers("pull_request", BODY, delivery="d" * 129),
+                           HTTPStatus.BAD_REQUEST),
 }
 
 
@@ -137,3 +139,11 @@ def test_signature_helper_matches_github_docs_example(webhooks) -> None:
     # From GitHub's "Validating webhook deliveries": secret "It's a Secret to Everybody".
     assert webhooks.sign(b"Hello, World!", "It's a Secret to Everybody") == (
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+
+
+def test_odd_but_authentic_payload_fields_are_bounded(webhooks) -> None:
+    body = json.dumps({"action": "a" * 100, "installation": {"id": 2**70},
+                       "repository": {"full_name": "r" * 300}}).encode()
+    headers = lower(webhooks.headers("pull_request", body))
+    new = intake.to_new_event(intake.verify(headers, body, webhooks.secret), headers)
+    assert (len(new.action), new.installation_id, len(new.repo)) == (64, None, 255)
