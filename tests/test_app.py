@@ -17,7 +17,6 @@ from modelherd.settings import GitHubSettings, Settings
 from modelherd.store import EventState, Store
 from modelherd.worker import Dispatcher, Handlers
 
-pytest_plugins = ["tests.fixtures_store"]
 
 SHARED_WEBHOOKS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github" / "webhooks"
 PAYLOADS = sorted(SHARED_WEBHOOKS.glob("*/*.json")) if SHARED_WEBHOOKS.is_dir() else []

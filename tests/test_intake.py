@@ -10,7 +10,6 @@ import pytest
 from modelherd import intake
 from modelherd.store import EventState, NewEvent
 
-pytest_plugins = ["tests.fixtures_store"]
 
 BODY = json.dumps({"action": "opened", "number": 7, "installation": {"id": 42},
                    "repository": {"full_name": "octo/models"}}).encode()

@@ -14,7 +14,6 @@ from modelherd.router import Router
 from modelherd.store import EventRecord, EventState, NewEvent, Store
 from modelherd.worker import Dispatcher, Handlers, InProcessWorker, Outcome
 
-pytest_plugins = ["tests.fixtures_store"]
 
 
 def pr_event(delivery: str, installation: int | None = 42) -> NewEvent:

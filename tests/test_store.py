@@ -12,7 +12,6 @@ from sqlalchemy import inspect
 from modelherd.store import EventState, NewEvent, Store
 from modelherd.store.migrate import current_revision, head_revision
 
-pytest_plugins = ["tests.fixtures_store"]
 
 
 class Clock:
