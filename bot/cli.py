@@ -242,6 +242,23 @@ def policy_test(repo: str, bundle: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
+# ---------------------------------------------------------------- github app manifest
+@main.command("github-app-manifest")
+@click.option("--url", required=True, help="The public base URL of this modelherd server.")
+@click.option("--name", help="The app's name on GitHub (must be unique there).")
+def github_app_manifest(url: str, name: str | None) -> None:
+    """Print app.yaml as the JSON GitHub's manifest flow takes, for the server at URL."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "app.yaml"
+    if not path.exists():
+        raise UserError("app.yaml not found: run this from a modelherd checkout")
+    manifest = yaml.safe_load(path.read_text(encoding="utf-8").replace("${URL}", url.rstrip("/")))
+    if name:
+        manifest["name"] = name
+    click.echo(json.dumps(manifest, indent=2))
+
+
 # ---------------------------------------------------------------- quickstart
 @main.command()
 @click.option("--workdir", default=".modelherd-quickstart", show_default=True, type=click.Path(file_okay=False),

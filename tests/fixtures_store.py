@@ -104,8 +104,12 @@ def pg_database_url() -> Iterator[str]:
 
 
 def _empty_postgres(store: Store) -> None:
+    """Every table of the store empty again (the database is shared by the run's tests)."""
+    from modelherd.store import Base
+
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with store.engine.begin() as conn:
-        conn.execute(text("TRUNCATE events, effects RESTART IDENTITY"))
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
 
 
 # -- Redis ---------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
     store.finish(claim) / store.fail(claim, "boom", max_attempts=5)
     store.reclaim_expired(max_attempts=5)                # ids to enqueue again
     store.once("comment:owner/repo#7:abc123")            # at-most-once effect reservation
+    with store.mutex("pr:owner/repo#7"): ...             # serialise work on one thing across workers
+    store.take_lock(repo, model, env, pr_number=7, ...)  # model/environment locks held by a PR
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from modelherd.store.db import Base, make_engine, utcnow
 from modelherd.store.effects import EffectsRepo
 from modelherd.store.events import DEFAULT_QUEUE_LEASE, Claim, EventRecord, EventsRepo, NewEvent
+from modelherd.store.locks import Busy, LockInfo, LocksRepo
 from modelherd.store.models import Effect, Event, EventState
 
 
-class Store(EventsRepo, EffectsRepo):
+class Store(EventsRepo, EffectsRepo, LocksRepo):
     """Repository over one engine.  Thread-safe: each call opens its own short session."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow):
@@ -70,5 +73,5 @@ class Store(EventsRepo, EffectsRepo):
         return self.engine.dialect.name
 
 
-__all__ = ["Base", "Claim", "DEFAULT_QUEUE_LEASE", "Effect", "Event", "EventRecord", "EventState",
+__all__ = ["Base", "Busy", "Claim", "LockInfo", "DEFAULT_QUEUE_LEASE", "Effect", "Event", "EventRecord", "EventState",
            "NewEvent", "Store"]

@@ -1,0 +1,75 @@
+"""Locks in the store, on SQLite and PostgreSQL: exactly one winner across workers."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from modelherd.store import Busy, Store
+
+
+def test_mutex_serialises_and_expires(store: Store):
+    assert store.try_mutex("pr:acme/models#7", "a", ttl=60)
+    assert not store.try_mutex("pr:acme/models#7", "b", ttl=60)
+    assert store.try_mutex("pr:acme/models#7", "a", ttl=60)        # the holder may renew
+    assert store.try_mutex("pr:acme/models#7", "b", ttl=-1) is False
+    store.release_mutex("pr:acme/models#7", "a")
+    assert store.try_mutex("pr:acme/models#7", "b", ttl=-1)         # free again (lease already expired)
+    assert store.try_mutex("pr:acme/models#7", "c", ttl=60)         # an expired lease is taken over
+
+
+def test_mutex_context_waits_then_gives_up(store: Store):
+    entered = []
+    with store.mutex("k", wait=1):
+        with pytest.raises(Busy):
+            with store.mutex("k", wait=0.3, poll=0.05):
+                entered.append(1)
+    assert entered == []
+    with store.mutex("k", wait=0.1):
+        pass
+
+
+def test_mutex_admits_one_thread_at_a_time(store: Store):
+    inside, overlaps = [], []
+    guard = threading.Lock()
+
+    def work(_):
+        with store.mutex("busy", wait=20, poll=0.01):
+            with guard:
+                inside.append(1)
+                if len(inside) > 1:
+                    overlaps.append(1)
+            threading.Event().wait(0.02)
+            with guard:
+                inside.pop()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(8)))
+    assert overlaps == []
+
+
+def test_two_pull_requests_race_for_one_model_lock(store: Store):
+    barrier = threading.Barrier(2)
+
+    def take(pr):
+        barrier.wait()
+        return store.take_lock("acme/models", "fraud-detector", "production", pr_number=pr,
+                               head_sha=f"sha{pr}", author=f"user{pr}").pr_number
+
+    with ThreadPoolExecutor(2) as pool:
+        holders = list(pool.map(take, [11, 12]))
+    assert holders[0] == holders[1] and holders[0] in (11, 12)
+    [lock] = store.locks("acme/models")
+    assert lock.pr_number == holders[0]
+
+
+def test_lock_follows_the_holders_new_head_and_is_released(store: Store):
+    store.take_lock("r", "m", "staging", pr_number=1, head_sha="a", author="x")
+    store.take_lock("r", "m", "production", pr_number=1, head_sha="a", author="x")
+    assert store.take_lock("r", "m", "staging", pr_number=1, head_sha="b", author="x").head_sha == "b"
+    assert store.take_lock("r", "m", "staging", pr_number=2, head_sha="c", author="y").pr_number == 1
+    assert [lock.environment for lock in store.release_locks("r", 1, "staging")] == ["staging"]
+    assert [lock.environment for lock in store.locks()] == ["production"]
+    assert store.release_locks("r", 1) and store.locks() == []
