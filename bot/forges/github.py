@@ -1,0 +1,524 @@
+"""GitHub as a :class:`~modelherd.forges.base.Forge`, on PyGithub, for one repository of an installation.
+
+Handlers see only the dataclasses of :mod:`modelherd.forges.base` and plain dicts; PyGithub objects
+and exceptions stay in this module (failures become :class:`GitHubError`, a ``SourceError``, or
+:class:`~modelherd.pacing.RateLimited`).
+
+Calls are kept to what the work needs (``tests/test_forge_github.py`` counts them):
+
+* contents at a commit SHA never change, so ``read_many`` and ``list_files`` at a SHA are cached by
+  (SHA, path) and cost nothing the second time; so is the file list of a pull request at a given
+  (base, head);
+* the sticky comment's and the check runs' ids are remembered, so an upsert is one ``PATCH``;
+* the pull request is fetched with ``If-None-Match``: an unchanged one answers 304, which GitHub does
+  not count against the rate limit;
+* writes per plan are constant in the number of manifests: one comment upsert, one write per check,
+  and one more per 50 annotations beyond the first 50.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import quote
+
+import requests
+from github import Github, GithubException
+from github.GithubException import BadCredentialsException, UnknownObjectException
+from github.IssueComment import IssueComment
+
+from modelherd.forges.base import Annotation, ChangeRequest, CheckReport, CheckStatus, SourceError
+
+FILES_API_CAP = 3000             # GitHub lists at most 3000 files of a pull request
+ANNOTATIONS_PER_REQUEST = 50     # and takes at most 50 annotations per check-run request
+OUTPUT_LIMIT = 65_535            # characters of a check run's summary, and of its text
+MESSAGE_LIMIT = 64 * 1024        # bytes of an annotation's message
+REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
+ROLES = ("admin", "maintain", "write", "triage", "read", "none")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+T = TypeVar("T")
+
+
+class _Run(NamedTuple):
+    id: int
+    annotations: int              # annotations the run holds (GitHub appends, never replaces)
+
+
+class GitHubError(SourceError):
+    """GitHub refused or failed a request; ``status`` is its HTTP status (None: no answer)."""
+
+    def __init__(self, status: int | None, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class TooManyFiles(GitHubError):
+    """The pull request changes more files than GitHub's files API lists (3000)."""
+
+
+def is_sha(ref: str) -> bool:
+    """Whether ``ref`` is a full commit SHA (whose contents never change)."""
+    return bool(_SHA.fullmatch(ref))
+
+
+# -- caches shared by every job of a process ------------------------------------------------------------
+
+
+class LruCache:
+    """A thread-safe LRU mapping bounded by a total ``size`` (``weigh(value)`` per entry)."""
+
+    def __init__(self, budget: int, weigh: Callable[[Any], int] = lambda _: 1):
+        self.budget, self.weigh = budget, weigh
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self._lock:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def __contains__(self, key: Any) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            if key in self._items:
+                self._size -= self.weigh(self._items.pop(key))
+            self._items[key] = value
+            self._size += self.weigh(value)
+            while self._size > self.budget and len(self._items) > 1:
+                self._size -= self.weigh(self._items.popitem(last=False)[1])
+
+    def pop(self, key: Any) -> None:
+        with self._lock:
+            if key in self._items:
+                self._size -= self.weigh(self._items.pop(key))
+
+
+def _bytes_weight(value: bytes | None) -> int:
+    return 64 + (len(value) if value else 0)
+
+
+@dataclass
+class RepoCaches:
+    """What one repository's forges remember across jobs (immutable data, and ids of our own objects).
+
+    ``comment_ids`` and ``check_runs`` are only hints: a stale id is detected (404) and searched again.
+    """
+
+    contents: LruCache = field(default_factory=lambda: LruCache(32 * 1024 * 1024, _bytes_weight))
+    trees: LruCache = field(default_factory=lambda: LruCache(64))
+    pull_files: LruCache = field(default_factory=lambda: LruCache(256))
+    pulls: LruCache = field(default_factory=lambda: LruCache(256))             # number → (etag, dict)
+    comment_ids: LruCache = field(default_factory=lambda: LruCache(4096))      # (number, marker) → id
+    check_runs: LruCache = field(default_factory=lambda: LruCache(4096))       # (sha, name) → _Run
+    listed_shas: LruCache = field(default_factory=lambda: LruCache(1024))      # SHAs whose runs were listed
+
+
+# -- the forge ------------------------------------------------------------------------------------------
+
+
+class GitHubForge:
+    """One repository of an installation, as handlers need it. Built by ``GitHubClients.forge``."""
+
+    def __init__(self, gh: Github, repo: str, *, app_id: int | None, bot_login: Callable[[], str],
+                 caches: RepoCaches | None = None, on_bad_credentials: Callable[[], None] = lambda: None):
+        self.repo = repo
+        self.app_id = app_id
+        self._gh = gh
+        self._requester = gh.requester
+        self._repo = gh.get_repo(repo)          # lazy: no request
+        self._bot_login = bot_login
+        self.caches = caches or RepoCaches()
+        self._on_bad_credentials = on_bad_credentials
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (PyGithub calls); a rejected token is dropped and the call tried once more."""
+        try:
+            try:
+                return fn()
+            except BadCredentialsException:
+                self._on_bad_credentials()
+                return fn()
+        except GithubException as exc:
+            raise GitHubError(exc.status, f"GitHub: {what}: {exc.status} {_message(exc)}") from exc
+        except requests.RequestException as exc:
+            raise GitHubError(None, f"GitHub: {what}: {type(exc).__name__}: {exc}") from exc
+
+    def _get(self, path: str, params: dict[str, Any] | None = None,
+             headers: dict[str, str] | None = None) -> tuple[dict[str, Any], Any]:
+        """``GET`` a path of the API (relative to the API root): response headers and JSON."""
+        return self._requester.requestJsonAndCheck("GET", path, parameters=params, headers=headers)
+
+    def _pages(self, path: str, params: dict[str, Any] | None = None, key: str | None = None) -> Iterator[Any]:
+        """Every item of a paginated list (``Link: rel="next"``), 100 a page; ``key``: the list's
+        field when the page is an object (``check_runs``)."""
+        url, params = path, {"per_page": 100, **(params or {})}
+        while url:
+            headers, data = self._get(url, params)
+            yield from ((data or {}).get(key) or []) if key else (data or [])
+            url, params = _next_link(headers.get("link", "")), None
+
+    def _repo_path(self, suffix: str) -> str:
+        return f"/repos/{self.repo}{suffix}"
+
+    # -- pull requests ----------------------------------------------------------------------------------
+
+    def change_request(self, number: int) -> ChangeRequest:
+        """The pull request as GitHub says now (conditional: 304 when unchanged since the last read)."""
+        cached = self.caches.pulls.get(number)
+        headers = {"If-None-Match": cached[0]} if cached else None
+        response_headers, data = self._call(f"read pull request #{number}",
+                                            lambda: self._get(self._repo_path(f"/pulls/{number}"), headers=headers))
+        if data is None and cached:      # 304 Not Modified
+            data = cached[1]
+        elif response_headers.get("etag"):
+            self.caches.pulls.put(number, (response_headers["etag"], data))
+        return to_change_request(data, self.repo)
+
+    def reader(self, cr: ChangeRequest) -> "GitHubReader":
+        return GitHubReader(self, cr)
+
+    def reviews(self, number: int) -> list[dict[str, Any]]:
+        """Submitted reviews, oldest first: user, user_type, state (upper case), commit_id, submitted_at."""
+        items = self._call(f"list reviews of #{number}",
+                           lambda: list(self._pages(self._repo_path(f"/pulls/{number}/reviews"))))
+        return [{"user": (r.get("user") or {}).get("login"), "user_type": (r.get("user") or {}).get("type"),
+                 "state": (r.get("state") or "").upper(), "commit_id": r.get("commit_id"),
+                 "submitted_at": r.get("submitted_at")} for r in items]
+
+    def commits(self, number: int) -> list[dict[str, Any]]:
+        """The pull request's commits (GitHub lists at most 250): sha, author and committer logins
+        (None when the git identity matches no GitHub account), and the git names."""
+        items = self._call(f"list commits of #{number}",
+                           lambda: list(self._pages(self._repo_path(f"/pulls/{number}/commits"))))
+        return [{"sha": c["sha"], "author": (c.get("author") or {}).get("login"),
+                 "committer": (c.get("committer") or {}).get("login"),
+                 "author_name": ((c.get("commit") or {}).get("author") or {}).get("name"),
+                 "committer_name": ((c.get("commit") or {}).get("committer") or {}).get("name")} for c in items]
+
+    # -- people -----------------------------------------------------------------------------------------
+
+    def permission(self, user: str) -> str:
+        """The user's role on the repository: admin, maintain, write, triage, read or none."""
+        try:
+            _, data = self._call(f"read the permission of {user}", lambda: self._get(
+                self._repo_path(f"/collaborators/{quote(user, safe='')}/permission")))
+        except GitHubError as exc:
+            if exc.status == 404:
+                return "none"
+            raise
+        role = data.get("role_name")
+        return role if role in ROLES else (data.get("permission") or "none")
+
+    def team_membership(self, org: str, team_slug: str, user: str) -> str | None:
+        """``active`` or ``pending`` (an invitation not accepted yet), or None when not a member."""
+        path = f"/orgs/{quote(org, safe='')}/teams/{quote(team_slug, safe='')}/memberships/{quote(user, safe='')}"
+        try:
+            _, data = self._call(f"read {user}'s membership of {org}/{team_slug}", lambda: self._get(path))
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return data.get("state")
+
+    # -- comments ---------------------------------------------------------------------------------------
+
+    def create_comment(self, number: int, body: str) -> str:
+        """A new comment on the pull request; returns its id."""
+        comment = self._call(f"comment on #{number}", lambda: self._repo.get_issue(number).create_comment(body))
+        return str(comment.id)
+
+    def react(self, comment_id: int | str, content: str) -> None:
+        """Add a reaction (``eyes``, ``+1``, …) to an issue comment."""
+        if content not in REACTIONS:
+            raise ValueError(f"unknown reaction {content!r}; one of {sorted(REACTIONS)}")
+        self._call(f"react to comment {comment_id}", lambda: self._comment(int(comment_id)).create_reaction(content))
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> str:
+        """Edit this bot's comment holding ``marker`` on the pull request, or create it; returns its id.
+
+        Comments of anyone else are never touched, even when they quote the marker.
+        """
+        if marker not in body:
+            body = f"{marker}\n{body}"
+        key = (number, marker)
+        known = self.caches.comment_ids.get(key)
+        if known is not None and self._edit_comment(known, body):
+            return str(known)
+        found = self._find_comment(number, marker)
+        if found is not None and self._edit_comment(found, body):
+            self.caches.comment_ids.put(key, found)
+            return str(found)
+        created = self.create_comment(number, body)
+        self.caches.comment_ids.put(key, int(created))
+        return created
+
+    def _comment(self, comment_id: int) -> IssueComment:
+        return IssueComment(self._requester, url=self._repo_path(f"/issues/comments/{comment_id}"))
+
+    def _edit_comment(self, comment_id: int, body: str) -> bool:
+        """PATCH the comment; False if it no longer exists (deleted by someone)."""
+        try:
+            self._call(f"edit comment {comment_id}", lambda: self._comment(comment_id).edit(body))
+        except GitHubError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def _find_comment(self, number: int, marker: str) -> int | None:
+        """The oldest comment of this bot on the pull request that holds ``marker``."""
+        login = self._bot_login()
+        for comment in self._call(f"list comments of #{number}",
+                                  lambda: list(self._pages(self._repo_path(f"/issues/{number}/comments")))):
+            user = comment.get("user") or {}
+            if user.get("login") == login and marker in (comment.get("body") or ""):
+                return int(comment["id"])
+        return None
+
+    # -- checks -----------------------------------------------------------------------------------------
+
+    def report_check(self, sha: str, report: CheckReport) -> None:
+        """Create or update the check run ``report.name`` on ``sha``; annotations 50 per request.
+
+        A run that already carries annotations is not updated with more (GitHub appends them, so a
+        re-sent report would show each twice): a new run of the same name is created instead, and
+        GitHub shows the latest.
+        """
+        annotations = [annotation_json(a) for a in report.annotations]
+        fields = check_fields(report)
+        if annotations:
+            fields["output"]["annotations"] = annotations[:ANNOTATIONS_PER_REQUEST]
+        known = self._check_run(sha, report.name)
+        if known is not None and not (known.annotations and annotations) and self._edit_check(known.id, fields):
+            run = _Run(known.id, known.annotations + len(annotations))
+        else:
+            run = _Run(self._create_check(sha, report.name, fields), len(annotations))
+        self._annotate(run.id, fields["output"], annotations[ANNOTATIONS_PER_REQUEST:])
+        self.caches.check_runs.put((sha, report.name), run)
+
+    def _annotate(self, run_id: int, output: dict[str, Any], annotations: list[dict[str, Any]]) -> None:
+        """Send annotations beyond the first 50 in further updates (GitHub appends them)."""
+        head = {"title": output["title"], "summary": output["summary"]}
+        for start in range(0, len(annotations), ANNOTATIONS_PER_REQUEST):
+            batch = {**head, "annotations": annotations[start:start + ANNOTATIONS_PER_REQUEST]}
+            self._call(f"annotate check run {run_id}", lambda: self._repo.get_check_run(run_id).edit(output=batch))
+
+    def _check_run(self, sha: str, name: str) -> "_Run | None":
+        """This app's latest run named ``name`` on ``sha`` (id, annotations it holds), if any.
+
+        The first look at a SHA lists all of this app's runs on it (one request for every check).
+        """
+        if sha not in self.caches.listed_shas:
+            self._list_check_runs(sha)
+        return self.caches.check_runs.get((sha, name))
+
+    def _list_check_runs(self, sha: str) -> None:
+        params = {"filter": "latest"} if self.app_id is None else {"filter": "latest", "app_id": self.app_id}
+        path = self._repo_path(f"/commits/{sha}/check-runs")
+        runs = self._call(f"list check runs on {sha[:12]}", lambda: list(self._pages(path, params, key="check_runs")))
+        for run in runs:
+            held = int((run.get("output") or {}).get("annotations_count") or 0)
+            if (sha, run["name"]) not in self.caches.check_runs:
+                self.caches.check_runs.put((sha, run["name"]), _Run(int(run["id"]), held))
+        self.caches.listed_shas.put(sha, True)
+
+    def _create_check(self, sha: str, name: str, fields: dict[str, Any]) -> int:
+        run = self._call(f"create check run {name} on {sha[:12]}",
+                         lambda: self._repo.create_check_run(name=name, head_sha=sha, **fields))
+        return int(run.id)
+
+    def _edit_check(self, run_id: int, fields: dict[str, Any]) -> bool:
+        try:
+            self._call(f"update check run {run_id}", lambda: self._repo.get_check_run(run_id).edit(**fields))
+        except GitHubError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+
+# -- reading the repository ------------------------------------------------------------------------------
+
+
+class GitHubReader:
+    """A pull request's files and the repository's contents at any revision, without cloning."""
+
+    def __init__(self, forge: GitHubForge, cr: ChangeRequest):
+        self.forge, self.cr = forge, cr
+        self._caches = forge.caches
+
+    def changed_files(self, base: str, head: str) -> list[str]:
+        """Paths the pull request touches (both names of a rename), from the pull request files API."""
+        cr = self.cr
+        if head not in (cr.head_sha, cr.head_ref):
+            raise GitHubError(None, f"GitHub: pull request #{cr.number} is at {cr.head_sha[:12]}, not {head[:12]}: "
+                                    "read the pull request again")
+        key = (cr.number, cr.base_sha, cr.head_sha)
+        cached = self._caches.pull_files.get(key)
+        if cached is None:
+            cached = self._list_pull_files()
+            self._caches.pull_files.put(key, cached)
+        return list(cached)
+
+    def _list_pull_files(self) -> list[str]:
+        number = self.cr.number
+        files = self.forge._call(f"list files of #{number}",
+                                 lambda: list(self.forge._repo.get_pull(number).get_files()))
+        if len(files) >= FILES_API_CAP:
+            raise TooManyFiles(None, f"GitHub: pull request #{number} changes {len(files)} or more files; GitHub "
+                                     f"lists only the first {FILES_API_CAP}, so modelherd cannot see every change. "
+                                     "Split the pull request.")
+        paths = {f.filename for f in files} | {f.previous_filename for f in files if f.previous_filename}
+        return sorted(paths)
+
+    def read_many(self, ref: str, paths: list[str]) -> dict[str, bytes | None]:
+        """Contents of ``paths`` at ``ref`` (None where absent); at a SHA, each is fetched at most once."""
+        immutable = is_sha(ref)
+        result: dict[str, bytes | None] = {}
+        for path in paths:
+            key = (ref, path)
+            if immutable and key in self._caches.contents:
+                result[path] = self._caches.contents.get(key)
+                continue
+            result[path] = self._read(ref, path)
+            if immutable:
+                self._caches.contents.put(key, result[path])
+        return result
+
+    def _read(self, ref: str, path: str) -> bytes | None:
+        """One file through the contents API; files over 1 MB through the blob API; 404 → None."""
+        try:
+            found = self.forge._call(f"read {path} at {ref[:12]}", lambda: self.forge._repo.get_contents(path, ref=ref))
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if isinstance(found, list) or found.type != "file":
+            return None                       # a directory, symlink or submodule is not a file to read
+        if found.encoding == "base64":
+            return found.decoded_content
+        blob = self.forge._call(f"read blob of {path} at {ref[:12]}", lambda: self.forge._repo.get_git_blob(found.sha))
+        return base64.b64decode(blob.content) if blob.encoding == "base64" else blob.content.encode("utf-8")
+
+    def list_files(self, ref: str, folder: str) -> list[str]:
+        """Files below ``folder`` at ``ref``, from the git trees API (recursive; cached at a SHA)."""
+        prefix = folder.strip("/")
+        paths = self._caches.trees.get(ref) if is_sha(ref) else None
+        if paths is None:
+            paths, truncated = self._tree(ref)
+            if truncated:                     # over 100,000 entries: list only the folder's own tree
+                return sorted(f"{prefix}/{p}" for p in self._folder_tree(ref, prefix))
+            if is_sha(ref):
+                self._caches.trees.put(ref, paths)
+        return sorted(p for p in paths if not prefix or p.startswith(prefix + "/"))
+
+    def _tree(self, tree: str) -> tuple[list[str], bool]:
+        """Blob paths of a tree (a commit SHA, ref or tree SHA), recursively; and whether GitHub cut it."""
+        found = self.forge._call(f"list files of {tree[:12]}", lambda: self.forge._repo.get_git_tree(tree, recursive=True))
+        return [e.path for e in found.tree if e.type == "blob"], bool(found.truncated)
+
+    def _folder_tree(self, ref: str, folder: str) -> list[str]:
+        """Blob paths below ``folder`` (relative to it), walking down one tree per path component."""
+        if not folder:
+            raise GitHubError(None, f"GitHub: the tree at {ref[:12]} is too large to list recursively")
+        tree_sha = ref
+        for part in folder.split("/"):
+            level = self.forge._call(f"list {part} at {ref[:12]}", lambda: self.forge._repo.get_git_tree(tree_sha))
+            entry = next((e for e in level.tree if e.path == part and e.type == "tree"), None)
+            if entry is None:
+                return []
+            tree_sha = entry.sha
+        paths, truncated = self._tree(tree_sha)
+        if truncated:
+            raise GitHubError(None, f"GitHub: {folder} at {ref[:12]} is too large to list recursively")
+        return paths
+
+
+# -- pure mappings -----------------------------------------------------------------------------------------
+
+
+def to_change_request(pr: dict[str, Any], repo: str) -> ChangeRequest:
+    """A pull request's JSON as a :class:`ChangeRequest`."""
+    user = pr.get("user") or {}
+    base, head = pr["base"], pr["head"]
+    base_repo, head_repo = base.get("repo") or {}, head.get("repo") or {}
+    login = user.get("login") or "ghost"
+    return ChangeRequest(
+        repo=base_repo.get("full_name") or repo, number=int(pr["number"]), title=pr.get("title") or "",
+        author=login, base_ref=base["ref"], base_sha=base["sha"], head_ref=head["ref"], head_sha=head["sha"],
+        state="merged" if pr.get("merged") or pr.get("merged_at") else pr.get("state", "open"),
+        url=pr.get("html_url") or "", draft=bool(pr.get("draft")),
+        from_fork=(head_repo.get("full_name") or "").lower() != (base_repo.get("full_name") or repo).lower(),
+        author_is_bot=user.get("type") == "Bot" or login.endswith("[bot]"),
+        labels=tuple(label["name"] for label in pr.get("labels") or []),
+        default_branch=base_repo.get("default_branch") or "main",
+    )
+
+
+def clip(text: str, limit: int, what: str = "text") -> str:
+    """``text`` cut to ``limit`` characters, ending with a note saying so when it was cut."""
+    if len(text) <= limit:
+        return text
+    note = f"\n\n… {what} truncated by modelherd: {len(text) - limit:,}+ characters omitted (GitHub's limit)."
+    return text[:limit - len(note)] + note
+
+
+def check_fields(report: CheckReport) -> dict[str, Any]:
+    """The create/update fields of a check run for ``report`` (annotations left to the caller)."""
+    fields: dict[str, Any] = {"status": str(report.status)}
+    if report.status is CheckStatus.COMPLETED:
+        fields["conclusion"] = report.conclusion or "neutral"
+    if report.details_url:
+        fields["details_url"] = report.details_url
+    output = {"title": clip(report.title or report.name, 1000, "title"),
+              "summary": clip(report.summary or report.title or report.name, OUTPUT_LIMIT, "summary")}
+    if report.text:
+        output["text"] = clip(report.text, OUTPUT_LIMIT)
+    fields["output"] = output
+    return fields
+
+
+def annotation_json(a: Annotation) -> dict[str, Any]:
+    """An annotation as GitHub takes it (columns only on a single line, message within 64 KB)."""
+    data = {k: v for k, v in asdict(a).items() if v is not None and k not in ("level", "start_column", "end_column")}
+    data["annotation_level"] = a.level
+    data["message"] = _clip_bytes(a.message, MESSAGE_LIMIT)
+    if a.start_line == a.end_line and a.start_column is not None:
+        data["start_column"] = a.start_column
+        data["end_column"] = a.end_column if a.end_column is not None else a.start_column
+    return data
+
+
+def _clip_bytes(text: str, limit: int) -> str:
+    raw = text.encode("utf-8")
+    return text if len(raw) <= limit else raw[:limit - 64].decode("utf-8", errors="ignore") + "\n… (truncated)"
+
+
+def _next_link(link: str) -> str | None:
+    for part in link.split(","):
+        url, _, rel = part.partition(";")
+        if 'rel="next"' in rel:
+            return url.strip().strip("<>")
+    return None
+
+
+def _message(exc: GithubException) -> str:
+    data = exc.data if isinstance(exc.data, dict) else {}
+    return str(data.get("message") or exc.data or "")
+
+
+__all__ = ["GitHubError", "GitHubForge", "GitHubReader", "RepoCaches", "TooManyFiles", "annotation_json",
+           "check_fields", "clip", "is_sha", "to_change_request"]
