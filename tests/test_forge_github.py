@@ -12,7 +12,7 @@ from modelherd.forges.github import GitHubError, TooManyFiles, clip
 from modelherd.github_auth import ClientOptions, GitHubClients, TokenCache
 from modelherd.pacing import LocalPacer, PacingPolicy, RateLimited
 from modelherd.settings import GitHubSettings
-from tests.fakes.github import FakeGitHub, fake_github, github_validators  # noqa: F401  (fixtures)
+from tests.fakes.github import FakeGitHub
 
 FLAVORS = ["github.com", "ghes-3.19"]
 both_flavors = pytest.mark.parametrize("fake_github", FLAVORS, indirect=True)

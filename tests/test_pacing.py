@@ -18,8 +18,7 @@ from modelherd.forges.base import CheckReport, CheckStatus
 from modelherd.github_auth import ClientOptions, GitHubClients, TokenCache, rate_limit_wait
 from modelherd.pacing import LocalPacer, PacingPolicy, RedisPacer, SqlPacer, pacer_from_url
 from modelherd.settings import GitHubSettings
-from tests.fakes.github import FakeGitHub, fake_github, github_validators  # noqa: F401  (fixtures)
-from tests.fixtures_store import pg_database_url, redis_url  # noqa: F401  (fixtures)
+from tests.fakes.github import FakeGitHub
 
 INTERVAL = 0.2
 
