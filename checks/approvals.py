@@ -101,7 +101,7 @@ def _timestamp(value: str | datetime | None) -> datetime:
         return _EPOCH
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    parsed = datetime.fromisoformat(str(value))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -118,6 +118,10 @@ class Review:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", normalise_state(self.state))
+        try:
+            _timestamp(self.submitted_at)
+        except (TypeError, ValueError):
+            raise ValueError(f"submitted_at {self.submitted_at!r} is not an RFC 3339 time") from None
 
     @property
     def order(self) -> tuple[datetime, int]:
@@ -125,7 +129,7 @@ class Review:
         return (_timestamp(self.submitted_at), int(self.id or 0))
 
     @classmethod
-    def from_github(cls, data: Mapping[str, Any]) -> "Review":
+    def from_github(cls, data: Mapping[str, Any]) -> Review:
         """A review object as GitHub's REST API or a ``pull_request_review`` webhook carries it."""
         user = data.get("user") or {}
         return cls(user=str(user.get("login") or ""), user_type=str(user.get("type") or "User"),
@@ -196,6 +200,10 @@ class RequirementWithOwners:
     def allowed_teams(self) -> set[str]:
         return {login_key(e) for e in self.allowed() if is_team(e)}
 
+    def who(self) -> str:
+        """Who may approve, as written: ``alice, @acme/risk-ml`` or ``anyone with write access``."""
+        return ", ".join(self.allowed()) if self.restricted else "anyone with write access"
+
     def describe(self) -> str:
         """Plain text: ``1 approval from the owners of fraud-detector in production``."""
         noun = "approval" if self.count == 1 else "approvals"
@@ -231,6 +239,10 @@ def _merge(prev: RequirementWithOwners, new: RequirementWithOwners) -> Requireme
 def requirements_for(reports: Iterable[ChangeReport]) -> list[RequirementWithOwners]:
     """The approval rules of a plan, one per environment and set of approvers.
 
+    Owners are read from the **base** manifest whenever the model exists there, so a pull request cannot
+    name its own approvers by editing ``metadata.owners``; only a model the PR creates takes its owners
+    from the head (there is nothing else to read).
+
     Requirements with the same environment, users, teams and no owners are merged across models (the
     larger count wins, reasons are joined).  Requirements asking for owners stay one per model, since
     each model has its own owners: "1 approval from the owners of fraud-detector" and "… of
@@ -239,7 +251,7 @@ def requirements_for(reports: Iterable[ChangeReport]) -> list[RequirementWithOwn
     """
     merged: dict[tuple, RequirementWithOwners] = {}
     for report in reports:
-        deployment = report.change.deployment
+        deployment = report.change.base or report.change.deployment
         for req in report.approvals:
             if req.count <= 0:
                 continue
@@ -430,8 +442,7 @@ def _pending_text(rule: RequirementWithOwners, missing: int, blockers: list[str]
         parts.append(f"changes requested by {', '.join(blockers)} (blocks until they approve or the review "
                      "is dismissed)")
     if missing:
-        who = ", ".join(rule.allowed()) if rule.restricted else "anyone with write access"
-        parts.append(f"{missing} more approval{'s' * (missing != 1)} needed from {who}")
+        parts.append(f"{missing} more approval{'s' * (missing != 1)} needed from {rule.who()}")
     return "; ".join(parts)
 
 
@@ -481,8 +492,7 @@ def title(outcome: ApprovalOutcome) -> str:
     waiting = [r for r in outcome.results if r.status is RuleStatus.PENDING]
     first = waiting[0]
     head = (f"Changes requested by {', '.join(first.blocked_by)}" if first.blocked_by
-            else f"Waiting for {first.missing} approval{'s' * (first.missing != 1)} from "
-                 f"{', '.join(first.requirement.allowed()) if first.requirement.restricted else 'anyone with write access'}")
+            else f"Waiting for {first.missing} approval{'s' * (first.missing != 1)} from {first.requirement.who()}")
     return head + (f" (+{len(waiting) - 1} more rule{'s' * (len(waiting) > 2)})" if len(waiting) > 1 else "")
 
 

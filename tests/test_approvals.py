@@ -207,7 +207,7 @@ def test_a_comment_after_an_approval_keeps_the_approval():
     comment = review("alice", "COMMENTED", at="2026-11-26T12:00:00Z")
     assert status(owners_rule(), facts(review("alice"), comment)) is RuleStatus.SATISFIED
     assert status(owners_rule(), facts(comment)) is RuleStatus.PENDING
-    assert list(latest_votes([review("alice"), comment]).values())[0].state is ReviewState.APPROVED
+    assert latest_votes([review("alice"), comment])["alice"].state is ReviewState.APPROVED
 
 
 # ------------------------------------------------------------------------- rules that cannot be met
@@ -294,3 +294,23 @@ def test_identical_rules_merge_across_models_with_the_larger_count():
     assert rule.count == 2 and rule.owners == () and set(rule.models) == {"fraud-detector", "churn-model"}
     assert rule.requirement.reason == "platform review; big change"
     assert rule.describe() == "2 approvals from @acme/platform in production"
+
+
+def test_owners_come_from_the_base_so_a_pr_cannot_name_its_own_approvers():
+    text = (EXAMPLES / "repo" / "models" / "fraud-detector.yaml").read_text()
+    head_files = {"models/fraud-detector.yaml": text.replace('owners: [alice, "@acme/risk-ml"]', "owners: [mallory2]")
+                  .replace("version: 1}", "version: 2}").encode()}
+    updated = changes(load_files({"models/fraud-detector.yaml": text.encode()}).manifests,
+                      load_files(head_files).manifests)
+    reports = [ChangeReport(c) for c in updated]
+    _ask(reports, "production", ApprovalRequirement("production", 1, "protected", owners=True))
+    [rule] = requirements_for(reports)
+    assert rule.owners == ("alice", RISK)
+    assert status(rule, facts(review("mallory2"))) is RuleStatus.PENDING
+
+
+def test_reviews_need_a_valid_time_and_a_known_state():
+    with pytest.raises(ValueError, match="RFC 3339"):
+        review("alice", at="yesterday")
+    assert Review.from_github({"user": None, "state": "approved"}).user == ""      # a deleted account
+    assert latest_votes([Review.from_github({"user": None, "state": "APPROVED"})]) == {}
