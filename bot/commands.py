@@ -114,7 +114,8 @@ class CommandSpec:
 # ------------------------------------------------------------------------------------ argument parsers
 
 
-def _split_options(tokens: list[str], allowed: dict[str, Callable[[str], Any]]) -> tuple[list[str], list[tuple[str, Any]]]:
+def _split_options(tokens: list[str],
+                   allowed: dict[str, Callable[[str], Any]]) -> tuple[list[str], list[tuple[str, Any]]]:
     """Positional tokens and validated ``--name value`` / ``--name=value`` options."""
     positional: list[str] = []
     options: dict[str, Any] = {}
@@ -330,8 +331,8 @@ def help_text(forge: str = "github") -> str:
     return "\n".join([
         "#### modelherd commands",
         "",
-        "Write a command at the start of a line in a new comment; several commands run in order. "
-        "Commands in code blocks, quotes, HTML comments or edited comments are ignored.",
+        ("Write a command at the start of a line in a new comment; several commands run in order. "
+         "Commands in code blocks, quotes, HTML comments or edited comments are ignored."),
         "",
         *rows,
     ])
