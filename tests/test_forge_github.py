@@ -199,6 +199,22 @@ def test_reader_reads_without_cloning(fake_github: FakeGitHub) -> None:
         reader.changed_files(cr.base_sha, world.head)
 
 
+def test_truncated_tree_lists_the_folder_alone(fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over 100,000 entries GitHub cuts the recursive listing: walk down to the folder's own tree."""
+    import github.GitTree
+
+    world = World(fake_github, 2)
+    monkeypatch.setattr(github.GitTree.GitTree, "truncated",
+                        property(lambda tree: any(e.path.startswith("policies/") for e in tree.tree)))
+    forge = world.forge()
+    reader = forge.reader(forge.change_request(world.number))
+    fake_github.reset_calls()
+    assert reader.list_files(world.base, "policies/sub") == ["policies/sub/more.rego"]
+    assert len(world.api_calls()) == 4     # root (cut), root level, policies level, policies/sub recursive
+    with pytest.raises(GitHubError, match="too large"):
+        reader.list_files(world.base, "")
+
+
 def test_renames_report_both_names(fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fake lists renames as delete + add; GitHub sends ``previous_filename``: both names count."""
     import github.File

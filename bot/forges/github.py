@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import requests
 from github import Github, GithubException
-from github.GithubException import BadCredentialsException, UnknownObjectException
+from github.GithubException import BadCredentialsException
 from github.IssueComment import IssueComment
 
 from modelherd.forges.base import Annotation, ChangeRequest, CheckReport, CheckStatus, SourceError
@@ -427,7 +427,8 @@ class GitHubReader:
 
     def _tree(self, tree: str) -> tuple[list[str], bool]:
         """Blob paths of a tree (a commit SHA, ref or tree SHA), recursively; and whether GitHub cut it."""
-        found = self.forge._call(f"list files of {tree[:12]}", lambda: self.forge._repo.get_git_tree(tree, recursive=True))
+        found = self.forge._call(f"list files of {tree[:12]}",
+                                 lambda: self.forge._repo.get_git_tree(tree, recursive=True))
         return [e.path for e in found.tree if e.type == "blob"], bool(found.truncated)
 
     def _folder_tree(self, ref: str, folder: str) -> list[str]:
