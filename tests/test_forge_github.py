@@ -281,6 +281,13 @@ def test_upsert_comment_edits_only_its_own(fake_github: FakeGitHub) -> None:
         ("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}")]
     bodies = {c.user: c.body for c in fake_github.comments(world.repo, world.number)}
     assert bodies == {"mallory": f"{MARKER}\nfake plan", "modelherd[bot]": f"{MARKER}\nplan v2"}
+    assert fake_github.state.comments[impostor].body == f"{MARKER}\nfake plan"
+
+    # create=False edits the existing comment, and never creates one
+    assert world.forge().upsert_comment(world.number, MARKER, "no changes", create=False) == first
+    other_pr = fake_github.open_pull(world.repo, world.base, world.head, author="alice")
+    assert world.forge().upsert_comment(other_pr, MARKER, "no changes", create=False) is None
+    assert fake_github.comments(world.repo, other_pr) == []
 
     # someone deleted it: found missing on PATCH, searched, then created again
     del fake_github.state.comments[int(first)]

@@ -246,10 +246,11 @@ class GitHubForge:
             raise ValueError(f"unknown reaction {content!r}; one of {sorted(REACTIONS)}")
         self._call(f"react to comment {comment_id}", lambda: self._comment(int(comment_id)).create_reaction(content))
 
-    def upsert_comment(self, number: int, marker: str, body: str) -> str:
+    def upsert_comment(self, number: int, marker: str, body: str, *, create: bool = True) -> str | None:
         """Edit this bot's comment holding ``marker`` on the pull request, or create it; returns its id.
 
-        Comments of anyone else are never touched, even when they quote the marker.
+        Comments of anyone else are never touched, even when they quote the marker. ``create=False``
+        only edits an existing comment (None when there is none), e.g. "no manifest changes any more".
         """
         if marker not in body:
             body = f"{marker}\n{body}"
@@ -261,6 +262,8 @@ class GitHubForge:
         if found is not None and self._edit_comment(found, body):
             self.caches.comment_ids.put(key, found)
             return str(found)
+        if not create:
+            return None
         created = self.create_comment(number, body)
         self.caches.comment_ids.put(key, int(created))
         return created
