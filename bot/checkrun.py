@@ -10,7 +10,7 @@ from modelherd.plan import Plan
 PLAN_CHECK = "modelherd/plan"
 SUMMARY_LIMIT = 60_000          # GitHub allows 65,535 characters in a check run's summary
 
-_LEVEL = {Severity.ERROR: "failure", Severity.WARNING: "warning", Severity.NOTICE: "notice"}
+_LEVEL = {Severity.ERROR: "failure", Severity.WARNING: "warning"}
 # Conclusion.ERROR (the registry or the policies could not be asked) blocks like a failure; its title
 # says to re-run the check once the cause is fixed.
 _CONCLUSION = {Conclusion.SUCCESS: "success", Conclusion.FAILURE: "failure", Conclusion.ERROR: "failure",
@@ -18,13 +18,14 @@ _CONCLUSION = {Conclusion.SUCCESS: "success", Conclusion.FAILURE: "failure", Con
 
 
 def annotation(finding: Finding) -> Annotation | None:
-    """The annotation for a finding that has a file and line; others live in the summary only."""
-    if not finding.file or not finding.position:
+    """The annotation for an error or warning that has a file and line. Notices (e.g. "nothing serves
+    yet to compare with") stay in the summary: beside the diff they would be noise."""
+    if not finding.file or not finding.position or finding.severity is Severity.NOTICE:
         return None
     message = finding.message + (f"\nHint: {finding.hint}" if finding.hint else "")
     where = " · ".join(x for x in (finding.model, finding.environment) if x)
     return Annotation(path=finding.file, start_line=finding.position.line, end_line=finding.position.line,
-                      level=_LEVEL.get(finding.severity, "notice"), message=message,
+                      level=_LEVEL[finding.severity], message=message,
                       title=f"modelherd {finding.check}" + (f" ({where})" if where else ""),
                       start_column=finding.position.column, end_column=finding.position.column)
 

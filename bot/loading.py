@@ -131,6 +131,7 @@ class ManifestSet:
 
     manifests: list[LoadedManifest] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    broken_files: set[str] = field(default_factory=set)   # files with a document that did not load
 
     def by_name(self) -> dict[str, LoadedManifest]:
         return {lm.manifest.metadata.name: lm for lm in self.manifests}
@@ -146,6 +147,8 @@ def load_files(contents: Mapping[str, bytes | None]) -> ManifestSet:
             continue
         loaded, findings = load_manifests(path, raw)
         result.findings.extend(findings)
+        if any(f.severity is Severity.ERROR for f in findings):
+            result.broken_files.add(path)
         for lm in loaded:
             name = lm.manifest.metadata.name
             if name in seen:

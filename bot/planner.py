@@ -182,7 +182,11 @@ def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext) -
     config_error_findings = [Finding("schema", f.severity, f.message, f.file, f.position, hint=f.hint)
                              for f in config_findings]
 
-    reports = [ChangeReport(c) for c in changes(base_side.manifests, head_side.manifests, order=config.order)]
+    # A file that does not load at head says nothing about what it wants: its models are not deleted.
+    unknown = {lm.manifest.metadata.name for lm in base_side.manifests
+               if lm.file in head_side.broken_files and lm.manifest.metadata.name not in head_by_name}
+    before = [lm for lm in base_side.manifests if lm.manifest.metadata.name not in unknown]
+    reports = [ChangeReport(c) for c in changes(before, head_side.manifests, order=config.order)]
     resolve = _Resolver(ctx.registries)
     live = [r for r in reports if r.change.action is not Action.NOOP]
 

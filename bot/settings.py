@@ -73,6 +73,9 @@ class GitHubSettings(BaseModel):
     api_url: str = Field("https://api.github.com", description="REST API root; GHES: https://HOST/api/v3.")
     max_body_bytes: int = Field(25 * 1024 * 1024, gt=0,
                                 description="Largest webhook body accepted (GitHub caps payloads at 25 MB).")
+    write_interval_seconds: float = Field(
+        1.0, ge=0, description="Least time between two mutating requests of one installation, across all "
+                               "workers (GitHub asks for about a second).")
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):

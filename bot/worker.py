@@ -103,6 +103,8 @@ class Dispatcher:
     def _failed(self, claim: Any, exc: Exception) -> Outcome:
         event = claim.event
         delay = min(self.retry_base_seconds * 2 ** (claim.attempt - 1), self.retry_max_seconds)
+        # An error that knows when to try again (a forge's rate limit reset) sets the delay itself.
+        delay = max(delay, float(getattr(exc, "retry_in", 0.0) or 0.0))
         error = f"{type(exc).__name__}: {exc}"
         if self.store.fail(claim, error, max_attempts=self.max_attempts, retry_delay=delay):
             log.warning("delivery %s attempt %d failed (%s); retry in %.0fs", event.delivery_id,

@@ -111,8 +111,33 @@ class Forge(Protocol):
         """Reads the PR's changed files and file contents at any revision, without cloning."""
         ...
 
-    def upsert_comment(self, number: int, marker: str, body: str) -> str:
-        """Create, or edit in place, the one comment of this bot holding ``marker``; returns its id."""
+    def upsert_comment(self, number: int, marker: str, body: str, *, create: bool = True) -> str | None:
+        """Edit in place the one comment of this bot holding ``marker``, or create it (unless
+        ``create`` is false); returns its id, or None when there was none to edit."""
+        ...
+
+    def create_comment(self, number: int, body: str) -> str:
+        """A new comment on the PR/MR (command replies)."""
+        ...
+
+    def react(self, comment_id: int | str, content: str) -> None:
+        """React to a comment (``eyes`` on receipt of a command)."""
+        ...
+
+    def permission(self, user: str) -> str:
+        """The user's access: admin | maintain | write | triage | read | none."""
+        ...
+
+    def reviews(self, number: int) -> list[dict]:
+        """Reviews as dicts: user, user_type, state (upper case), commit_id, submitted_at, id."""
+        ...
+
+    def team_membership(self, org: str, team: str, user: str) -> str | None:
+        """``active`` or ``pending``, or None when the user is not in the team."""
+        ...
+
+    def commits(self, number: int) -> list[dict]:
+        """The PR's commits as dicts with ``author`` and ``committer`` logins."""
         ...
 
     def report_check(self, sha: str, report: CheckReport) -> None:
