@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import IntEnum
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import yaml
 
@@ -674,10 +674,13 @@ class ChangeBlocks:
     compact: str
 
 
-def render_plan(plan: Plan, *, limit: int = GITHUB_LIMIT, links: PlanLinks | None = None) -> str:
+def render_plan(plan: Plan, *, limit: int = GITHUB_LIMIT, links: PlanLinks | None = None,
+                sections: Sequence[str] = ()) -> str:
     """The plan comment: at most ``limit`` characters, starting with :data:`MARKER`.
 
     Pure: no I/O, no clock.  ``links`` turns run ids, versions, refs and the check run into links.
+    ``sections`` (already escaped Markdown, e.g. the approvals state) follow the checks line and are
+    kept whole: they are short and say what the PR still needs.
     """
     if limit < MIN_LIMIT:
         raise ValueError(f"limit must be at least {MIN_LIMIT} characters")
@@ -688,6 +691,7 @@ def render_plan(plan: Plan, *, limit: int = GITHUB_LIMIT, links: PlanLinks | Non
     table_at = len(blocks)
     blocks.append(summary_table(rows, states) if plan.has_changes else "")
     blocks.append(checks_line(plan.checks))
+    blocks.extend(sections)
     changes: list[ChangeBlocks] = []
     for report in live:
         diff_fold, objects_fold = diff_block(report), objects_block(report)

@@ -103,6 +103,7 @@ class Plan:
     checks: dict[str, CheckResult]
     files: list[str]                       # manifest files the change touches
     file_findings: list[Finding] = field(default_factory=list)  # schema/config findings not tied to a change
+    config: Any = None                     # the base revision's RepoConfig the plan was made with
 
     @property
     def conclusion(self) -> Conclusion:

@@ -236,7 +236,7 @@ def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext) -
     if not touched:
         checks = {name: CheckResult(name, Conclusion.NEUTRAL, "no model manifest changed") for name in CHECKS}
     return Plan(base_ref=base, head_ref=head, reports=reports, checks=checks, files=touched,
-                file_findings=file_findings)
+                file_findings=file_findings, config=config)
 
 
 def fingerprint(plan: Plan) -> str:

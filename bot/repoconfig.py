@@ -29,11 +29,21 @@ class ApprovalRule(_Strict):
     """Who must approve a change that reaches an environment."""
 
     count: int = Field(1, ge=0, le=20, description="How many distinct approvals are needed.")
-    owners: bool = Field(False, description="At least one approval must come from the manifest's owners.")
+    owners: bool = Field(False, description="Approvals must come from the manifest's owners (users, or members "
+                                            "of owner teams), as read from the base branch.")
     users: list[Annotated[str, Field(pattern=OWNER)]] = Field(default_factory=list,
                                                              description="Only these users' approvals count.")
     teams: list[Annotated[str, Field(pattern=OWNER)]] = Field(default_factory=list,
                                                              description="Approvals from these teams count.")
+
+
+class ApprovalPolicy(_Strict):
+    """How approvals are counted in this repository (the defaults are the safe choice)."""
+
+    require_head_sha: bool = Field(True, description="Only approvals of the PR's current head commit count; "
+                                                     "a push makes earlier approvals stale.")
+    allow_author: bool = Field(False, description="The PR's author may approve their own change.")
+    allow_committers: bool = Field(False, description="People who pushed commits to the PR may approve it.")
 
 
 class EnvironmentConfig(_Strict):
@@ -62,6 +72,11 @@ class RepoConfig(_Strict):
                                                    approvals=ApprovalRule(count=1, owners=True))],
         description="Environments in promotion order: earlier ones are deployed and healthy first.")
     policies: PolicyConfig = Field(default_factory=PolicyConfig)
+    approval_policy: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    command_teams: dict[str, list[Annotated[str, Field(pattern=OWNER)]]] = Field(
+        default_factory=dict,
+        description="Per command (deploy, rollback, unlock, plan), teams whose members may run it "
+                    "besides people with write access, e.g. {deploy: ['@acme/ml-platform']}.")
 
     @model_validator(mode="after")
     def _unique(self) -> "RepoConfig":

@@ -61,7 +61,7 @@ def test_writes_per_event_do_not_grow_with_the_number_of_manifests(app):
     app.deliver("pull_request", app.pull_request_payload("opened", second))
     app.work()
     writes = [(c.method, c.template) for c in app.fake.writes() if "access_tokens" not in c.template]
-    assert len(writes) == one == 2, writes           # one comment, one check run
+    assert len(writes) == one == 3, writes           # one comment, the plan and the approvals checks
     assert writes[0][1].endswith("/issues/{issue_number}/comments")  # the comment is the first write
 
 

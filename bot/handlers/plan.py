@@ -1,12 +1,16 @@
-"""What happens when a pull request is opened or updated: plan it, post the plan, report the check.
+"""What happens when a pull request is opened, updated or reviewed: plan it, lock what it changes,
+evaluate its approvals, and publish the result.
 
-Routes: ``pull_request`` opened / synchronize / reopened / ready_for_review, and a "Re-run" of the
-``modelherd/plan`` check (``check_run`` / ``check_suite`` rerequested).  Work on one PR is serialised
-across workers (a store mutex), and the PR is read fresh from the forge inside it (never trusted from
-the payload), so the last plan posted is the newest head's.  The plan is built with the rules of the
-base branch, then exactly two
-writes follow, whatever the number of manifests: the sticky comment (first, so people see it
-soonest) and the check.  Both are upserts, so a retried job does not duplicate them.
+Routes: ``pull_request`` opened / synchronize / reopened / ready_for_review; ``pull_request_review``
+submitted / edited / dismissed; a "Re-run" of the plan check (``check_run`` / ``check_suite``
+rerequested); and the ``/plan`` command (see :mod:`modelherd.handlers.commands`).
+
+Work on one PR is serialised across workers (a store mutex) and the PR is read fresh from the forge
+inside it (never trusted from the payload), so the last result published is the newest head's. The
+plan uses the rules of the base branch. Then three writes follow, whatever the number of manifests:
+the sticky comment (first, so people see it soonest), the ``modelherd/plan`` check and the
+``modelherd/approvals`` check — the comment and the approvals check are built from the same outcome,
+so they always agree. All are upserts, so a retried job duplicates nothing.
 """
 
 from __future__ import annotations
@@ -16,9 +20,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from modelherd.approval_facts import evaluate_pull
 from modelherd.checkrun import PLAN_CHECK, plan_check
+from modelherd.checks.approvals import check_report as approvals_check
+from modelherd.checks.approvals import requirements_for, summary_markdown
 from modelherd.comment import MARKER, render_plan
 from modelherd.forges.base import Forge
+from modelherd.locking import apply_locks
 from modelherd.planner import PlanContext, build_plan
 from modelherd.router import Router
 
@@ -26,6 +34,7 @@ log = logging.getLogger(__name__)
 router = Router()
 
 PLAN_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
+REVIEW_ACTIONS = ("submitted", "edited", "dismissed")
 NO_MANIFEST_COMMENT = (f"{MARKER}\n\n### modelherd plan\n\nThis pull request no longer changes any model "
                        "manifest: nothing to deploy.")
 
@@ -39,36 +48,55 @@ def pr_key(repo: str, number: int) -> str:
     return f"pr:{repo}#{number}"
 
 
-def plan_pull_request(forge: Forge, number: int, *, registries: Mapping[str, Any],
-                      clusters: Mapping[str, dict], clock: Callable[[], datetime]) -> None:
-    """Plan PR ``number`` at its current head and publish the comment and the check."""
+def refresh_pull_request(forge: Forge, number: int, *, store: Any, registries: Mapping[str, Any],
+                         clusters: Mapping[str, dict], clock: Callable[[], datetime]) -> Any:
+    """Plan PR ``number`` at its current head, take its locks, evaluate its approvals, and publish.
+
+    Returns the plan (None when the PR is not open)."""
     cr = forge.change_request(number)
     if cr.state != "open":
         log.info("%s#%d is %s: not planned", forge.repo, number, cr.state)
-        return
+        return None
     ctx = PlanContext(registries=registries, clusters=clusters, now=rfc3339(clock()), pr=cr.facts())
     plan = build_plan(forge.reader(cr), cr.base_sha, cr.head_sha, ctx)
+    apply_locks(plan, store, cr)
+    outcome = evaluate_pull(forge, cr, requirements_for(plan.reports), plan.config)
     if plan.files:
-        forge.upsert_comment(number, MARKER, render_plan(plan))
+        approvals_md = "#### Approvals\n\n" + summary_markdown(outcome)
+        forge.upsert_comment(number, MARKER, render_plan(plan, sections=[approvals_md]))
     else:
         forge.upsert_comment(number, MARKER, NO_MANIFEST_COMMENT, create=False)
     forge.report_check(cr.head_sha, plan_check(plan))
-    log.info("%s#%d planned at %s: %s", forge.repo, number, cr.head_sha[:7], plan.conclusion.value)
+    forge.report_check(cr.head_sha, approvals_check(outcome))
+    log.info("%s#%d at %s: plan %s, approvals %s", forge.repo, number, cr.head_sha[:7],
+             plan.conclusion.value, outcome.status.value)
+    return plan
+
+
+def refresh_serialised(forge: Forge, number: int, *, store: Any, **deps: Any) -> Any:
+    """:func:`refresh_pull_request` under the PR's mutex."""
+    with store.mutex(pr_key(forge.repo, number)):
+        return refresh_pull_request(forge, number, store=store, **deps)
+
+
+def _deps(store: Any, registries: Mapping[str, Any], clusters: Mapping[str, dict],
+          clock: Callable[[], datetime]) -> dict[str, Any]:
+    return {"store": store, "registries": registries, "clusters": clusters, "clock": clock}
 
 
 def on_pull_request(event: Any, *, forge: Forge, store: Any, registries: Mapping[str, Any],
                     clusters: Mapping[str, dict], clock: Callable[[], datetime], **_: Any) -> None:
-    """A PR was opened, pushed to, reopened or marked ready: plan it."""
+    """A PR was opened, pushed to, reopened or marked ready, or reviewed: plan it again."""
     number = int(event.payload["pull_request"]["number"])
-    with store.mutex(pr_key(forge.repo, number)):
-        plan_pull_request(forge, number, registries=registries, clusters=clusters, clock=clock)
+    refresh_serialised(forge, number, **_deps(store, registries, clusters, clock))
 
 
 for _action in PLAN_ACTIONS:
     router.add(on_pull_request, "pull_request", action=_action)
+for _action in REVIEW_ACTIONS:
+    router.add(on_pull_request, "pull_request_review", action=_action)
 
 
-@router.register("check_run", action="rerequested")
 def on_check_rerun(event: Any, *, forge: Forge, store: Any, registries: Mapping[str, Any],
                    clusters: Mapping[str, dict], clock: Callable[[], datetime], **_: Any) -> None:
     """Someone pressed "Re-run" on the plan check (or on all checks): plan that commit's PRs again."""
@@ -80,9 +108,8 @@ def on_check_rerun(event: Any, *, forge: Forge, store: Any, registries: Mapping[
     else:
         pulls = payload["check_suite"].get("pull_requests") or []
     for pr in pulls:
-        number = int(pr["number"])
-        with store.mutex(pr_key(forge.repo, number)):
-            plan_pull_request(forge, number, registries=registries, clusters=clusters, clock=clock)
+        refresh_serialised(forge, int(pr["number"]), **_deps(store, registries, clusters, clock))
 
 
+router.add(on_check_rerun, "check_run", action="rerequested")
 router.add(on_check_rerun, "check_suite", action="rerequested")

@@ -134,6 +134,13 @@ class LocksRepo:
                                                   ModelLock.pr_number == pr_number))
             return rows
 
+    def release_lock(self, repo: str, model: str, environment: str, pr_number: int) -> bool:
+        """Drop one lock if this PR holds it."""
+        with self._tx() as s:
+            return s.execute(delete(ModelLock).where(
+                ModelLock.repo == repo, ModelLock.model == model, ModelLock.environment == environment,
+                ModelLock.pr_number == pr_number)).rowcount == 1
+
     def locks(self, repo: str | None = None) -> list[LockInfo]:
         with self._tx() as s:
             query = select(ModelLock).order_by(ModelLock.repo, ModelLock.model, ModelLock.environment)
