@@ -66,7 +66,7 @@ def gather(forge: Forge, cr: ChangeRequest, rules: list[RequirementWithOwners], 
                      committers=_committers(forge, cr.number),
                      team_members=_memberships(forge, teams_needed(rules), reviewers),
                      bots=bots, permissions={u: forge.permission(u) for u in reviewers} if open_rules else {},
-                     from_fork=cr.from_fork)
+                     from_fork=cr.from_fork, teams_partial=True)
 
 
 def evaluate_pull(forge: Forge, cr: ChangeRequest, rules: list[RequirementWithOwners], config: RepoConfig | None,

@@ -242,6 +242,32 @@ def policy_test(repo: str, bundle: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
+# ---------------------------------------------------------------- locks
+@main.command()
+@click.option("--repo", "repo_name", help="Only this repository (owner/name).")
+@click.option("--settings", "settings_path", type=click.Path(dir_okay=False, exists=True),
+              help="Server settings file (for database_url). Default: $MODELHERD_CONFIG.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def locks(repo_name: str | None, settings_path: str | None, fmt: str) -> None:
+    """List the model/environment locks pull requests hold."""
+    from modelherd.store import Store
+
+    settings = _settings(settings_path)
+    store = Store.from_url(settings.database_url)
+    store.upgrade()
+    held = store.locks(repo_name)
+    if fmt == "json":
+        click.echo(json.dumps([{"repo": lock.repo, "model": lock.model, "environment": lock.environment,
+                                "pr": lock.pr_number, "head_sha": lock.head_sha, "author": lock.author,
+                                "since": lock.created_at.isoformat()} for lock in held], indent=2))
+        return
+    if not held:
+        click.echo("no locks")
+    for lock in held:
+        click.echo(f"{lock.repo}  {lock.model}/{lock.environment}  #{lock.pr_number} by {lock.author} "
+                   f"at {lock.head_sha[:7]} since {lock.created_at:%Y-%m-%d %H:%M} UTC")
+
+
 # ---------------------------------------------------------------- github app manifest
 @main.command("github-app-manifest")
 @click.option("--url", required=True, help="The public base URL of this modelherd server.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelherd.handlers import closed, plan
+from modelherd.handlers import closed, commands, plan, unlock  # noqa: F401 (unlock registers /unlock)
 from modelherd.queue import JobQueue
 from modelherd.registry import Registry
 from modelherd.router import Router
@@ -18,7 +18,7 @@ from modelherd.settings import Settings
 from modelherd.store import EventRecord, Store
 from modelherd.worker import Handlers
 
-ROUTER = Router(plan.router, closed.router)
+ROUTER = Router(plan.router, closed.router, commands.router)
 
 
 def registries_from(settings: Settings) -> dict[str, Registry]:

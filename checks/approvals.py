@@ -149,6 +149,7 @@ class PullFacts:
     bots: frozenset[str] = frozenset()                 # extra logins the server treats as bots
     permissions: Mapping[str, str] = field(default_factory=dict)  # user → admin|maintain|write|...
     from_fork: bool = False                            # informational: the author is the author either way
+    teams_partial: bool = False                        # team_members lists only the reviewers, not every member
 
 
 def login_key(login: str) -> str:
@@ -370,6 +371,8 @@ def _pool(rule: RequirementWithOwners, facts: PullFacts, options: ApprovalOption
     """Everyone who could ever approve a restricted rule, or None when that is not knowable here."""
     if not rule.restricted or rule.allowed_teams() - {login_key(t) for t in facts.team_members}:
         return None
+    if facts.teams_partial and rule.allowed_teams():
+        return None          # members who have not reviewed yet are unknown: they may still approve
     people = set(rule.allowed_users())
     for team, members in facts.team_members.items():
         if login_key(team) in rule.allowed_teams():

@@ -105,6 +105,29 @@ class GitHubApp:
                                                    "number": number}]}
         return self._point(payload)
 
+    def review_payload(self, action: str, number: int, user: str, state: str) -> dict[str, Any]:
+        name = {"submitted": "submitted.json", "dismissed": "dismissed.json"}[action]
+        payload = copy.deepcopy(webhook_fixture("pull_request_review", name))
+        payload["pull_request"] = {**payload["pull_request"], "number": number}
+        payload["review"] = {**payload["review"], "state": state.lower(),
+                             "user": {**payload["review"]["user"], "login": user}}
+        return self._point(payload)
+
+    def comment_payload(self, action: str, number: int, user: str, body: str, comment_id: int,
+                        user_type: str = "User") -> dict[str, Any]:
+        payload = copy.deepcopy(webhook_fixture("issue_comment", f"{action}.json"))
+        issue = payload["issue"]
+        payload["issue"] = {**issue, "number": number,
+                            "pull_request": issue.get("pull_request") or {"url": f"https://example.invalid/pulls/{number}"}}
+        payload["comment"] = {**payload["comment"], "id": comment_id, "body": body,
+                              "user": {**payload["comment"]["user"], "login": user, "type": user_type}}
+        return self._point(payload)
+
+    def comment(self, number: int, user: str, body: str, *, action: str = "created") -> Any:
+        """A person comments on the PR (stored on the fake) and GitHub delivers the webhook."""
+        comment_id = self.fake.add_comment(self.repo, number, user, body)
+        return self.deliver("issue_comment", self.comment_payload(action, number, user, body, comment_id))
+
     def deliver(self, event: str, payload: dict[str, Any], delivery: str | None = None):
         body = json.dumps(payload).encode()
         headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),

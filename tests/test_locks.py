@@ -73,3 +73,17 @@ def test_lock_follows_the_holders_new_head_and_is_released(store: Store):
     assert [lock.environment for lock in store.release_locks("r", 1, "staging")] == ["staging"]
     assert [lock.environment for lock in store.locks()] == ["production"]
     assert store.release_locks("r", 1) and store.locks() == []
+
+
+def test_locks_command_lists_what_pull_requests_hold(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from modelherd.cli import main
+
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    store = Store.from_url(url)
+    store.upgrade()
+    store.take_lock("acme/models", "fraud-detector", "production", pr_number=7, head_sha="abcdef123", author="alice")
+    monkeypatch.setenv("MODELHERD_DATABASE_URL", url)
+    out = CliRunner().invoke(main, ["locks"]).output
+    assert "acme/models  fraud-detector/production  #7 by alice at abcdef1" in out

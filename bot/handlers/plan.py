@@ -24,8 +24,10 @@ from modelherd.approval_facts import evaluate_pull
 from modelherd.checkrun import PLAN_CHECK, plan_check
 from modelherd.checks.approvals import check_report as approvals_check
 from modelherd.checks.approvals import requirements_for, summary_markdown
+from modelherd.commands import Command
 from modelherd.comment import MARKER, render_plan
 from modelherd.forges.base import Forge
+from modelherd.handlers.commands import CommandContext, command
 from modelherd.locking import apply_locks
 from modelherd.planner import PlanContext, build_plan
 from modelherd.router import Router
@@ -49,7 +51,7 @@ def pr_key(repo: str, number: int) -> str:
 
 
 def refresh_pull_request(forge: Forge, number: int, *, store: Any, registries: Mapping[str, Any],
-                         clusters: Mapping[str, dict], clock: Callable[[], datetime]) -> Any:
+                         clusters: Mapping[str, dict], clock: Callable[[], datetime], **_: Any) -> Any:
     """Plan PR ``number`` at its current head, take its locks, evaluate its approvals, and publish.
 
     Returns the plan (None when the PR is not open)."""
@@ -109,6 +111,15 @@ def on_check_rerun(event: Any, *, forge: Forge, store: Any, registries: Mapping[
         pulls = payload["check_suite"].get("pull_requests") or []
     for pr in pulls:
         refresh_serialised(forge, int(pr["number"]), **_deps(store, registries, clusters, clock))
+
+
+@command("plan")
+def plan_command(ctx: CommandContext, cmd: Command) -> str:
+    """``/plan``: plan again now, at the PR's current head."""
+    plan = refresh_serialised(ctx.forge, ctx.cr.number, **ctx.deps)
+    if plan is None:
+        return "ℹ️ this pull request is not open: nothing to plan"
+    return f"🔁 planned `{plan.head_ref[:7]}`: {plan.conclusion.value}; the plan comment above is up to date"
 
 
 router.add(on_check_rerun, "check_run", action="rerequested")

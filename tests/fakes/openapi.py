@@ -239,6 +239,7 @@ class OpenApiValidator:
         self.spec = dict(spec_dict)
         kept = {t: item for t, item in spec_dict["paths"].items() if keep(t)}
         self.spec["paths"] = _drop_discriminators_over_non_objects(kept, spec_dict)
+        self.spec["components"] = _null_in_nullable_enums(spec_dict.get("components", {}))
         self.host_url, self.base_path = _server_base(self.spec)
         self._openapi = OpenAPI.from_dict(self.spec, config=Config(spec_validator_cls=None))
         self.router = PathRouter(self.spec["paths"])
@@ -385,6 +386,23 @@ def _drop_discriminators_over_non_objects(paths: dict[str, Any], spec: Mapping[s
         return node
 
     return {template: clean(item) for template, item in paths.items()}
+
+
+def _null_in_nullable_enums(node: Any) -> Any:
+    """A copy where every ``nullable: true`` schema with an ``enum`` also lists ``None``.
+
+    OpenAPI 3.0 says ``nullable`` admits null, but a JSON Schema validator checks ``enum`` first:
+    GitHub's check run ``conclusion`` (``nullable`` with an enum) is null while the run is in
+    progress, and that real answer would otherwise fail validation.
+    """
+    if isinstance(node, list):
+        return [_null_in_nullable_enums(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _null_in_nullable_enums(value) for key, value in node.items()}
+    if node.get("nullable") is True and isinstance(node.get("enum"), list) and None not in node["enum"]:
+        node["enum"] = [*node["enum"], None]
+    return node
 
 
 def _path_predicate(paths_filter) -> Callable[[str], bool]:
