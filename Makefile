@@ -20,6 +20,7 @@ quickstart: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m modelherd.bench
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .modelherd-quickstart .pytest_cache
