@@ -11,7 +11,8 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 def test_kubernetes_manifests_validate():
     docs = [d for d in yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text()) if d]
-    assert {d["kind"] for d in docs} == {"ConfigMap", "Deployment", "Service"}
+    assert {d["kind"] for d in docs} == {"ConfigMap", "Deployment", "Service", "ServiceAccount", "ClusterRole",
+                                        "ClusterRoleBinding"}
     for doc in docs:
         assert validate_builtin(doc) == [], doc["metadata"]["name"]
 
