@@ -22,7 +22,7 @@ from modelherd.checks import CheckResult, Conclusion, Finding, Severity, conclud
 from modelherd.checks.metrics import evaluate_gates, gate_findings, readiness_finding
 from modelherd.checks.policy import PolicyEngine, PolicyError, default_modules, policy_input, to_findings
 from modelherd.forges.base import RevisionReader
-from modelherd.loading import LoadedManifest, load_files
+from modelherd.loading import load_files
 from modelherd.locate import locator
 from modelherd.manifest import ModelRef
 from modelherd.plan import Action, ApprovalRequirement, Change, ChangeReport, Plan, changes

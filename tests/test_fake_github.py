@@ -11,7 +11,7 @@ import pytest
 import requests
 from github import Auth, Github, GithubException
 
-from tests.fakes.github import FakeGitHub, fake_github, github_validators  # noqa: F401  (fixtures)
+from tests.fakes.github import FakeGitHub
 
 FLAVORS = ["github.com", "ghes-3.19"]
 ANNOTATION = {"path": "models/m1.yaml", "start_line": 1, "end_line": 1, "annotation_level": "failure",
