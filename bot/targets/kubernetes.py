@@ -89,7 +89,7 @@ class _Resource:
     api: str | None = None
     snake: str = ""
 
-    def call(self, apis: "_Apis", verb: str, namespace: str, name: str, **kwargs: Any) -> Any:
+    def call(self, apis: _Apis, verb: str, namespace: str, name: str, **kwargs: Any) -> Any:
         """Call ``read`` / ``patch`` / ``delete`` for one object (raw response, not preloaded)."""
         if self.api is None:
             group, version = self.api_version.split("/")

@@ -60,9 +60,9 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 import yaml
@@ -198,7 +198,7 @@ class FakeKube:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    def start(self) -> "FakeKube":
+    def start(self) -> Self:
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -213,10 +213,10 @@ class FakeKube:
             self._thread.join(timeout=5)
             self._server = None
 
-    def __enter__(self) -> "FakeKube":
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- test-side helpers ------------------------------------------------------------------------
@@ -660,7 +660,7 @@ def _plural(kind: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _QuietHandler(WSGIRequestHandler):
