@@ -25,9 +25,11 @@ from huey.storage import SqliteStorage
 log = logging.getLogger(__name__)
 
 RUN_EVENT_TASK = "modelherd.run_event"
+RUN_ROLLOUT_TASK = "modelherd.run_rollout"
 SWEEP_TASK = "modelherd.sweep"
 
 EventRunner = Callable[[int], Any]
+RolloutRunner = Callable[[int], Any]
 Sweeper = Callable[[], Any]
 
 
@@ -42,7 +44,10 @@ class JobQueue:
         self.huey = huey
         self._runner: EventRunner | None = None
         self._sweeper: Sweeper | None = None
+        self._rollout_runner: RolloutRunner | None = None
+        self._rollout_sweeper: Sweeper | None = None
         self._run_event = huey.task(name=RUN_EVENT_TASK)(self._execute)
+        self._run_rollout = huey.task(name=RUN_ROLLOUT_TASK)(self._execute_rollout)
         self._sweep = huey.periodic_task(sweep_schedule or crontab(minute="*"), name=SWEEP_TASK)(self._execute_sweep)
 
     @classmethod
@@ -61,6 +66,13 @@ class JobQueue:
         else:
             self._run_event(event_id)
 
+    def enqueue_rollout(self, rollout_id: int, delay: float | None = None) -> None:
+        """Put a rollout's next advance on the queue, now or after ``delay`` seconds (its check time)."""
+        if delay:
+            self._run_rollout.schedule(args=(rollout_id,), delay=delay)
+        else:
+            self._run_rollout(rollout_id)
+
     def ping(self) -> None:
         """Raise unless the queue's storage answers (used by ``/readyz``)."""
         self.huey.pending_count()
@@ -75,6 +87,10 @@ class JobQueue:
     def bind(self, runner: EventRunner, sweeper: Sweeper | None = None) -> None:
         """Route the jobs of this process to ``runner(event_id)`` and the periodic sweep to ``sweeper``."""
         self._runner, self._sweeper = runner, sweeper
+
+    def bind_rollouts(self, runner: RolloutRunner, sweeper: Sweeper | None = None) -> None:
+        """Route rollout jobs to ``runner(rollout_id)``; ``sweeper`` joins the periodic sweep."""
+        self._rollout_runner, self._rollout_sweeper = runner, sweeper
 
     def consumer(self, workers: int = 2, *, periodic: bool = True, embedded: bool = False,
                  **options: Any) -> Consumer:
@@ -103,9 +119,16 @@ class JobQueue:
             raise QueueNotBound(f"event {event_id} dequeued in a process without a worker")
         self._runner(event_id)
 
+    def _execute_rollout(self, rollout_id: int) -> None:
+        if self._rollout_runner is None:
+            raise QueueNotBound(f"rollout {rollout_id} dequeued in a process without a rollout worker")
+        self._rollout_runner(rollout_id)
+
     def _execute_sweep(self) -> None:
         if self._sweeper is not None:
             self._sweeper()
+        if self._rollout_sweeper is not None:
+            self._rollout_sweeper()
 
 
 class _EmbeddedConsumer(Consumer):

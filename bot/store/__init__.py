@@ -10,6 +10,7 @@
     store.once("comment:owner/repo#7:abc123")            # at-most-once effect reservation
     with store.mutex("pr:owner/repo#7"): ...             # serialise work on one thing across workers
     store.take_lock(repo, model, env, pr_number=7, ...)  # model/environment locks held by a PR
+    store.create_rollout(NewRollout(...), now=...)       # rollouts and their event log (modelherd.rollout)
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ from modelherd.store.effects import EffectsRepo
 from modelherd.store.events import DEFAULT_QUEUE_LEASE, Claim, EventRecord, EventsRepo, NewEvent
 from modelherd.store.locks import Busy, LockInfo, LocksRepo
 from modelherd.store.models import Effect, Event, EventState
+from modelherd.store.rollouts import (
+    LeaseLost, NewRollout, RolloutEventRecord, RolloutRecord, RolloutsRepo,
+)
 
 
-class Store(EventsRepo, EffectsRepo, LocksRepo):
+class Store(EventsRepo, EffectsRepo, LocksRepo, RolloutsRepo):
     """Repository over one engine.  Thread-safe: each call opens its own short session."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow):
@@ -74,4 +78,4 @@ class Store(EventsRepo, EffectsRepo, LocksRepo):
 
 
 __all__ = ["Base", "Busy", "Claim", "LockInfo", "DEFAULT_QUEUE_LEASE", "Effect", "Event", "EventRecord", "EventState",
-           "NewEvent", "Store"]
+           "LeaseLost", "NewEvent", "NewRollout", "RolloutEventRecord", "RolloutRecord", "Store"]
