@@ -20,7 +20,7 @@ from contextlib import contextmanager
 @contextmanager
 def interruptible() -> Iterator[None]:
     """Within: SIGTERM raises ``SystemExit(143)`` (``finally`` blocks run, as on Ctrl-C)."""
-    def terminate(signum, frame):  # noqa: ARG001
+    def terminate(signum, frame):
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, terminate)

@@ -168,7 +168,8 @@ def bench_api_calls(*, many: int = FLEET) -> list[dict]:
         first = bench.event(1)          # the installation's first event: mints the token, warms caches
         one, lots = bench.event(1), bench.event(many)
     baseline = "the same event changing 1 manifest"
-    context = {"event": "pull_request.opened", "manifests": many, "steady_state": "installation token cached, new base commit per PR",
+    context = {"event": "pull_request.opened", "manifests": many,
+               "steady_state": "installation token cached, new base commit per PR",
                "first_event_of_installation": {k: first[k] for k in ("reads", "writes", "writes_excl_token",
                                                                      "token_mints")}}
     return [

@@ -38,10 +38,11 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from bench import REPO_ROOT, SHARED_ROOT, emit, percentile, ratio
 
@@ -248,6 +249,16 @@ def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
     process.wait(timeout)
 
 
+def _die_with_parent() -> None:
+    """``preexec_fn`` (Linux): the child gets SIGTERM when the bench process dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere wrk ends on its own after its fixed duration
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -275,7 +286,7 @@ class Load:
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
-    def finish(self) -> "Load":
+    def finish(self) -> Load:
         if self.latencies:
             self.p50_ms = round(percentile(self.latencies, 50) * 1000, 2)
             self.p99_ms = round(percentile(self.latencies, 99) * 1000, 2)
@@ -330,7 +341,7 @@ async def _asyncio_load(port: int, body: bytes, seconds: float, connections: int
                         load.connects += 1
                     writer.write(request)
                     status, keep = await asyncio.wait_for(_read_response(reader), timeout)
-                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                         ValueError, IndexError) as exc:
                     load.transport_errors[type(exc).__name__] += 1
                     if writer is not None:
@@ -418,9 +429,10 @@ def wrk_load(wrk: str, port: int, body: bytes, seconds: float, connections: int,
                                     "run": run})
     threads = max(1, min(threads, connections))
     duration = max(1, round(seconds))
-    out = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", f"--timeout={REQUEST_TIMEOUT:.0f}s",
-                          "-s", str(script), f"http://{HOST}:{port}{PATH}"],
-                         capture_output=True, text=True, timeout=duration + REQUEST_TIMEOUT + 30, check=True)
+    out = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s",
+                          f"--timeout={REQUEST_TIMEOUT:.0f}s", "-s", str(script), f"http://{HOST}:{port}{PATH}"],
+                         capture_output=True, text=True, timeout=duration + REQUEST_TIMEOUT + 30, check=True,
+                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
@@ -465,8 +477,9 @@ def measure(app: str, root: Path, body: bytes, *, seconds: float, warmup: float,
             stored, queued = store.count_events(), queue.pending_count()
             # wrk stops with requests in flight: the server stores them, wrk does not count them
             in_flight = connections * len(runs) if result.generator.startswith("wrk") else 0
+            complete = accepted <= stored == queued <= accepted + in_flight
             checked = {"accepted_incl_warmup": accepted, "events_stored": stored, "jobs_queued": queued,
-                       "every_accepted_delivery_stored_and_queued": accepted <= stored == queued <= accepted + in_flight}
+                       "every_accepted_delivery_stored_and_queued": complete}
         finally:
             queue.close()
             store.dispose()
@@ -477,6 +490,7 @@ def bench_intake(*, seconds: float = 8.0, warmup: float = 1.0, connections: int 
                  load: str = "auto") -> list[dict]:
     """Run both servers in turn; emit requests/s, p50 and p99 of the intake against the bare handler."""
     body, source = webhook_body()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="modelherd-bench-intake-") as tmp:
         bare, _ = measure("bare", Path(tmp), body, seconds=seconds, warmup=warmup, connections=connections,
                           workers=workers, load=load)
@@ -489,7 +503,9 @@ def bench_intake(*, seconds: float = 8.0, warmup: float = 1.0, connections: int 
                "requests": intake.requests, "baseline_requests": bare.requests,
                "non_2xx": intake.non_2xx, "baseline_non_2xx": bare.non_2xx,
                "transport_errors": dict(intake.transport_errors),
-               "baseline_transport_errors": dict(bare.transport_errors)}
+               "baseline_transport_errors": dict(bare.transport_errors),
+               "cpus": os.cpu_count(), "load_average_1m_before": round(load_before, 2),
+               "load_average_1m_after": round(os.getloadavg()[0], 2)}
     if intake.statuses:
         context["statuses"] = {str(k): v for k, v in sorted(intake.statuses.items())}
     context.update(persisted)

@@ -42,6 +42,7 @@ def complete(figure: dict) -> bool:
 def test_webhook_body_is_24_kb_of_pull_request_opened(tmp_path):
     body, source = webhook_body()
     assert len(body) == BODY_BYTES and json.loads(body)["action"] == "opened"
+    assert "opened.json" in source or "synthetic" in source
     synthetic, where = webhook_body(shared_root=tmp_path)   # ../shared absent: same size, same shape
     payload = json.loads(synthetic)
     assert len(synthetic) == BODY_BYTES and "synthetic" in where
