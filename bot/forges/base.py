@@ -3,7 +3,7 @@
 :class:`RevisionReader` (changed paths, file contents at a revision) is what the planner reads through;
 GitHub, GitLab and a local checkout each implement it, and the planner never knows which it got.
 :class:`Forge` adds what handlers need from a pull/merge request: the request itself, one sticky
-comment and the checks.
+comment and the checks; and what rollouts need: deployments per environment and revert requests.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ from typing import Protocol
 
 class SourceError(Exception):
     """The repository could not be read (unknown revision, forge unreachable)."""
+
+
+class NothingToRevert(SourceError):
+    """A revert change request was asked for, but the target branch already holds those contents."""
 
 
 class RevisionReader(Protocol):
@@ -35,6 +39,9 @@ class RevisionReader(Protocol):
 # --------------------------------------------------------------------------------------------------
 # The forge: pull/merge requests, comments, checks. One instance serves one repository, already
 # authenticated; handlers receive it and never build one. GitHub and GitLab implement it.
+
+
+DEPLOYMENT_STATES = ("queued", "in_progress", "success", "failure", "error", "inactive")
 
 
 class CheckStatus(StrEnum):
@@ -142,4 +149,44 @@ class Forge(Protocol):
 
     def report_check(self, sha: str, report: CheckReport) -> None:
         """Create or update the check named ``report.name`` on ``sha`` (idempotent)."""
+        ...
+
+
+    # -- rollouts -------------------------------------------------------------------------------
+
+    def create_deployment(self, ref: str, environment: str, *, description: str, payload: dict,
+                          production: bool, transient: bool = False) -> str:
+        """Record that ``ref`` (a commit SHA, usually) is being deployed to ``environment``; returns
+        the deployment's id.
+
+        modelherd has already checked everything, so the forge must not gate or merge anything
+        itself. ``production``: end users reach this environment; ``transient``: the environment
+        goes away with the deployment (a preview). Idempotent: when ``payload`` holds a
+        ``modelherd_rollout`` id and a deployment of ``ref`` to ``environment`` with that id
+        already exists, its id is returned and nothing new is created. Long descriptions are clipped
+        to what the forge keeps.
+        """
+        ...
+
+    def set_deployment_status(self, deployment_id: str, state: str, *, description: str = "",
+                              environment_url: str | None = None, log_url: str | None = None) -> None:
+        """Add a state to a deployment: one of :data:`DEPLOYMENT_STATES` (queued, in_progress,
+        success, failure, error, inactive), with where the environment can be reached and where the
+        rollout's log is. On ``success`` the environment's earlier successful deployments become
+        inactive, so the forge shows one live deployment per environment.
+        """
+        ...
+
+    def open_revert_pull(self, base: str, files: dict[str, str | None], *, branch: str, title: str,
+                         body: str) -> int:
+        """Open a change request into ``base`` from a new ``branch`` holding one commit on ``base``'s
+        head that writes ``files`` (text; ``None`` deletes the path); returns its number (PR number /
+        MR iid).
+
+        Idempotent: when ``branch`` already has an open request, that request's number is returned,
+        and the branch gets a new commit only if its contents differ from ``files``. A stale branch
+        without an open request is rebuilt from ``base``. Raises :class:`NothingToRevert` when
+        ``base`` already holds ``files``. Escaping ``title`` and ``body`` is the caller's job; the
+        forge still never lets the title mention anyone.
+        """
         ...

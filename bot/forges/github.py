@@ -13,12 +13,21 @@ Calls are kept to what the work needs (``tests/test_forge_github.py`` counts the
 * the pull request is fetched with ``If-None-Match``: an unchanged one answers 304, which GitHub does
   not count against the rate limit;
 * writes per plan are constant in the number of manifests: one comment upsert, one write per check,
-  and one more per 50 annotations beyond the first 50.
+  and one more per 50 annotations beyond the first 50;
+* deployments created here are remembered (id, environment, production), so a repeated create with
+  the same rollout id, and a status on one, cost no lookup;
+* a revert pull request is one tree, one commit, one ref and one pull request write whatever the
+  number of files (their text goes inline in the tree request), after two reads that tell what
+  already holds those contents.
+
+``tests/test_forge_github_deploy.py`` counts the deployment and revert calls.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
 import threading
 from collections import OrderedDict
@@ -31,8 +40,15 @@ import requests
 from github import Github, GithubException
 from github.GithubException import BadCredentialsException
 from github.IssueComment import IssueComment
-
-from modelherd.forges.base import Annotation, ChangeRequest, CheckReport, CheckStatus, SourceError
+from modelherd.forges.base import (
+    DEPLOYMENT_STATES,
+    Annotation,
+    ChangeRequest,
+    CheckReport,
+    CheckStatus,
+    NothingToRevert,
+    SourceError,
+)
 
 FILES_API_CAP = 3000             # GitHub lists at most 3000 files of a pull request
 ANNOTATIONS_PER_REQUEST = 50     # and takes at most 50 annotations per check-run request
@@ -40,13 +56,39 @@ OUTPUT_LIMIT = 65_535            # characters of a check run's summary, and of i
 MESSAGE_LIMIT = 64 * 1024        # bytes of an annotation's message
 REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
 ROLES = ("admin", "maintain", "write", "triage", "read", "none")
+DESCRIPTION_LIMIT = 140         # characters of a deployment's and a deployment status's description
+PULL_TITLE_LIMIT = 256           # characters of a pull request's title
+ROLLOUT_KEY = "modelherd_rollout"  # the payload field that makes a deployment idempotent
+RETIRE_WINDOW = 20               # latest deployments of an environment looked at when retiring old ones
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_MENTION = re.compile(r"@(?=[A-Za-z0-9_])")
 T = TypeVar("T")
 
 
 class _Run(NamedTuple):
     id: int
     annotations: int              # annotations the run holds (GitHub appends, never replaces)
+
+
+class _Deployment(NamedTuple):
+    """What the adapter remembers of a deployment."""
+
+    id: int
+    environment: str
+    production: bool
+    transient: bool
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> _Deployment:
+        return cls(int(data["id"]), data.get("environment") or "", bool(data.get("production_environment")),
+                   bool(data.get("transient_environment")))
+
+
+class _Entry(NamedTuple):
+    """A file of a git tree: its blob SHA and mode."""
+
+    sha: str
+    mode: str
 
 
 class GitHubError(SourceError):
@@ -122,6 +164,8 @@ class RepoCaches:
     comment_ids: LruCache = field(default_factory=lambda: LruCache(4096))      # (number, marker) → id
     check_runs: LruCache = field(default_factory=lambda: LruCache(4096))       # (sha, name) → _Run
     listed_shas: LruCache = field(default_factory=lambda: LruCache(1024))      # SHAs whose runs were listed
+    deployments: LruCache = field(default_factory=lambda: LruCache(4096))      # id → _Deployment
+    rollouts: LruCache = field(default_factory=lambda: LruCache(4096))         # (ref, env, rollout id) → id
 
 
 # -- the forge ------------------------------------------------------------------------------------------
@@ -169,6 +213,10 @@ class GitHubForge:
             headers, data = self._get(url, params)
             yield from ((data or {}).get(key) or []) if key else (data or [])
             url, params = _next_link(headers.get("link", "")), None
+
+    def _send(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        """``POST``/``PATCH`` a JSON body to a path of the API (relative to the API root); the JSON answer."""
+        return self._requester.requestJsonAndCheck(method, path, input=body)[1]
 
     def _repo_path(self, suffix: str) -> str:
         return f"/repos/{self.repo}{suffix}"
@@ -352,6 +400,202 @@ class GitHubForge:
             raise
         return True
 
+    # -- deployments ------------------------------------------------------------------------------------
+
+    def create_deployment(self, ref: str, environment: str, *, description: str, payload: dict[str, Any],
+                          production: bool, transient: bool = False) -> str:
+        """A GitHub deployment of ``ref`` to ``environment``; its id. With ``payload["modelherd_rollout"]``
+        set, an existing deployment of that rollout (same ref and environment) is returned instead."""
+        rollout = payload.get(ROLLOUT_KEY)
+        key = (ref, environment, rollout)
+        if rollout is not None:
+            known = self.caches.rollouts.get(key)
+            found = known if known is not None else self._find_deployment(ref, environment, rollout)
+            if found is not None:
+                self.caches.rollouts.put(key, found)
+                return str(found)
+        body = {"ref": ref, "environment": environment, "task": "deploy", "auto_merge": False,
+                "required_contexts": [], "payload": payload, "description": short(description, DESCRIPTION_LIMIT),
+                "production_environment": production, "transient_environment": transient}
+        what = f"create a deployment of {ref[:12]} to {environment}"
+        data = self._call(what, lambda: self._send("POST", self._repo_path("/deployments"), body))
+        if not isinstance(data, dict) or "id" not in data:      # 202: GitHub merged instead (auto_merge)
+            raise GitHubError(202, f"GitHub: {what}: {(data or {}).get('message', 'no deployment created')}")
+        deployment = self._remember(data)
+        if rollout is not None:
+            self.caches.rollouts.put(key, deployment.id)
+        return str(deployment.id)
+
+    def set_deployment_status(self, deployment_id: str, state: str, *, description: str = "",
+                              environment_url: str | None = None, log_url: str | None = None) -> None:
+        """Add a status to the deployment. ``success`` sets ``auto_inactive`` (GitHub retires the
+        environment's earlier non-production deployments) and retires earlier production ones itself."""
+        if state not in DEPLOYMENT_STATES:
+            raise ValueError(f"unknown deployment state {state!r}; one of {DEPLOYMENT_STATES}")
+        body: dict[str, Any] = {"state": state, "description": short(description, DESCRIPTION_LIMIT)}
+        if environment_url:
+            body["environment_url"] = environment_url
+        if log_url:
+            body["log_url"] = log_url
+        if state == "success":
+            body["auto_inactive"] = True
+        self._post_status(int(deployment_id), body)
+        if state == "success":
+            self._retire_earlier(int(deployment_id))
+
+    def _post_status(self, deployment_id: int, body: dict[str, Any]) -> None:
+        path = self._repo_path(f"/deployments/{deployment_id}/statuses")
+        self._call(f"set deployment {deployment_id} {body['state']}", lambda: self._send("POST", path, body))
+
+    def _find_deployment(self, ref: str, environment: str, rollout: Any) -> int | None:
+        """The newest deployment of ``ref`` to ``environment`` whose payload names ``rollout``."""
+        params = {"sha" if is_sha(ref) else "ref": ref, "environment": environment}
+        for data in self._call(f"list deployments of {ref[:12]} to {environment}",
+                               lambda: list(self._pages(self._repo_path("/deployments"), params))):
+            if _payload(data).get(ROLLOUT_KEY) == rollout:
+                return self._remember(data).id
+        return None
+
+    def _remember(self, data: dict[str, Any]) -> _Deployment:
+        deployment = _Deployment.of(data)
+        self.caches.deployments.put(deployment.id, deployment)
+        return deployment
+
+    def _deployment(self, deployment_id: int) -> _Deployment:
+        """The deployment's environment and kind (remembered, or read once)."""
+        known = self.caches.deployments.get(deployment_id)
+        if known is not None:
+            return known
+        _, data = self._call(f"read deployment {deployment_id}",
+                             lambda: self._get(self._repo_path(f"/deployments/{deployment_id}")))
+        return self._remember(data)
+
+    def _retire_earlier(self, deployment_id: int) -> None:
+        """Mark inactive the production deployments of the environment that succeeded before this one.
+
+        GitHub's ``auto_inactive`` leaves production (and transient) deployments alone, so without
+        this a production environment would show every past success as active. Newest first, up to
+        the first already inactive (everything before it was retired when it succeeded).
+        """
+        current = self._deployment(deployment_id)
+        if not current.production or current.transient:
+            return
+        _, page = self._call(f"list deployments to {current.environment}", lambda: self._get(
+            self._repo_path("/deployments"), {"environment": current.environment, "per_page": RETIRE_WINDOW}))
+        for data in page or []:
+            earlier = _Deployment.of(data)
+            if earlier.id >= deployment_id or earlier.transient:
+                continue
+            state = self._latest_state(earlier.id)
+            if state == "inactive":
+                return
+            if state == "success":
+                self._post_status(earlier.id, {"state": "inactive",
+                                               "description": f"Superseded by deployment {deployment_id}"})
+
+    def _latest_state(self, deployment_id: int) -> str | None:
+        _, statuses = self._call(f"read the state of deployment {deployment_id}", lambda: self._get(
+            self._repo_path(f"/deployments/{deployment_id}/statuses"), {"per_page": 1}))
+        return statuses[0].get("state") if statuses else None
+
+    # -- revert pull requests ---------------------------------------------------------------------------
+
+    def open_revert_pull(self, base: str, files: dict[str, str | None], *, branch: str, title: str,
+                         body: str) -> int:
+        """A pull request into ``base`` from ``branch``, whose one commit on ``base``'s head writes
+        ``files`` (None deletes); its number. Idempotent, see :meth:`Forge.open_revert_pull`."""
+        title = clip(defuse_mentions(title), PULL_TITLE_LIMIT, "title")
+        try:
+            return self._open_revert_pull(base, files, branch, title, body)
+        except GitHubError as exc:
+            if exc.status != 422 or "already exists" not in str(exc):
+                raise
+        return self._open_revert_pull(base, files, branch, title, body)   # lost a race for the branch: once more
+
+    def _open_revert_pull(self, base: str, files: dict[str, str | None], branch: str, title: str, body: str) -> int:
+        head = self._branch_sha(branch)
+        number = self._open_pull(branch, base) if head else None
+        start = head if number is not None else self._branch_sha(base)
+        if start is None:
+            raise GitHubError(404, f"GitHub: branch {base} not found in {self.repo}")
+        tree, entries = self._entries(start, list(files))
+        changes = tree_changes(files, entries)
+        if changes:
+            commit = self._commit(start, tree, changes, title)
+            self._move_branch(branch, commit, exists=head is not None, force=number is None)
+        elif number is None:
+            raise NothingToRevert(f"{base} of {self.repo} already holds these contents: nothing to revert")
+        return number if number is not None else self._create_pull(base, branch, title, body)
+
+    def _branch_sha(self, branch: str) -> str | None:
+        """The commit a branch points at; None when there is no such branch."""
+        try:
+            _, data = self._call(f"read branch {branch}",
+                                 lambda: self._get(self._repo_path(f"/git/ref/heads/{quote(branch, safe='/')}")))
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return data["object"]["sha"]
+
+    def _open_pull(self, branch: str, base: str) -> int | None:
+        """The number of the open pull request from ``branch`` into ``base``, if there is one."""
+        owner = self.repo.split("/", 1)[0]
+        params = {"state": "open", "head": f"{owner}:{branch}", "base": base, "per_page": 1}
+        _, pulls = self._call(f"find the pull request of {branch}", lambda: self._get(self._repo_path("/pulls"), params))
+        return int(pulls[0]["number"]) if pulls else None
+
+    def _entries(self, commit: str, paths: list[str]) -> tuple[str, dict[str, _Entry]]:
+        """The root tree SHA of ``commit`` and the files it holds among ``paths``.
+
+        One recursive tree listing; when GitHub cuts it (over 100,000 entries), each path it misses
+        is looked up through the contents API.
+        """
+        _, data = self._call(f"list files of {commit[:12]}", lambda: self._get(
+            self._repo_path(f"/git/trees/{commit}"), {"recursive": "1"}))
+        wanted = set(paths)
+        found = {e["path"]: _Entry(e["sha"], e["mode"]) for e in data["tree"]
+                 if e.get("type") == "blob" and e["path"] in wanted}
+        if data.get("truncated"):
+            for path in wanted - found.keys():
+                sha = self._blob_sha(commit, path)
+                if sha is not None:
+                    found[path] = _Entry(sha, "100644")
+        return data["sha"], found
+
+    def _blob_sha(self, commit: str, path: str) -> str | None:
+        try:
+            _, data = self._call(f"look up {path} at {commit[:12]}", lambda: self._get(
+                self._repo_path(f"/contents/{quote(path)}"), {"ref": commit}))
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return data.get("sha") if isinstance(data, dict) and data.get("type") == "file" else None
+
+    def _commit(self, parent: str, base_tree: str, changes: list[dict[str, Any]], message: str) -> str:
+        """A commit on ``parent`` whose tree is ``base_tree`` with ``changes``; its SHA."""
+        tree = self._call("create a tree", lambda: self._send(
+            "POST", self._repo_path("/git/trees"), {"base_tree": base_tree, "tree": changes}))
+        commit = self._call("create a commit", lambda: self._send(
+            "POST", self._repo_path("/git/commits"), {"message": message, "tree": tree["sha"], "parents": [parent]}))
+        return commit["sha"]
+
+    def _move_branch(self, branch: str, sha: str, *, exists: bool, force: bool) -> None:
+        """Point ``branch`` at ``sha``: create it, or move it (``force``: even when not a fast-forward)."""
+        if exists:
+            path = self._repo_path(f"/git/refs/heads/{quote(branch, safe='/')}")
+            self._call(f"update branch {branch}", lambda: self._send("PATCH", path, {"sha": sha, "force": force}))
+        else:
+            self._call(f"create branch {branch}", lambda: self._send(
+                "POST", self._repo_path("/git/refs"), {"ref": f"refs/heads/{branch}", "sha": sha}))
+
+    def _create_pull(self, base: str, branch: str, title: str, body: str) -> int:
+        data = self._call(f"open a pull request from {branch}", lambda: self._send(
+            "POST", self._repo_path("/pulls"),
+            {"title": title, "head": branch, "base": base, "body": clip(body, OUTPUT_LIMIT, "body")}))
+        return int(data["number"])
+
 
 # -- reading the repository ------------------------------------------------------------------------------
 
@@ -506,6 +750,46 @@ def annotation_json(a: Annotation) -> dict[str, Any]:
     return data
 
 
+def short(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, ending with an ellipsis when cut (one-line descriptions)."""
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def defuse_mentions(text: str) -> str:
+    """``text`` with no ``@login`` that would notify anyone (a zero-width space after each ``@``)."""
+    return _MENTION.sub("@\u200b", text)
+
+
+def git_blob_sha(data: bytes) -> str:
+    """The SHA git gives a blob holding ``data``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def tree_changes(files: dict[str, str | None], current: dict[str, _Entry]) -> list[dict[str, Any]]:
+    """Tree entries turning ``current`` (the files of a tree among ``files``' paths) into ``files``:
+    text written inline, ``None`` deleted; files already as wanted are left out."""
+    changes: list[dict[str, Any]] = []
+    for path, text in sorted(files.items()):
+        held = current.get(path)
+        mode = held.mode if held else "100644"
+        if text is None and held is not None:
+            changes.append({"path": path, "mode": mode, "type": "blob", "sha": None})
+        elif text is not None and (held is None or held.sha != git_blob_sha(text.encode("utf-8"))):
+            changes.append({"path": path, "mode": mode, "type": "blob", "content": text})
+    return changes
+
+
+def _payload(deployment: dict[str, Any]) -> dict[str, Any]:
+    """A deployment's payload as a dict (GitHub returns what it was given, an object or a string)."""
+    payload = deployment.get("payload")
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload or "{}")
+        except ValueError:
+            return {}
+    return payload if isinstance(payload, dict) else {}
+
+
 def _clip_bytes(text: str, limit: int) -> str:
     raw = text.encode("utf-8")
     return text if len(raw) <= limit else raw[:limit - 64].decode("utf-8", errors="ignore") + "\n… (truncated)"
@@ -525,4 +809,5 @@ def _message(exc: GithubException) -> str:
 
 
 __all__ = ["GitHubError", "GitHubForge", "GitHubReader", "RepoCaches", "TooManyFiles", "annotation_json",
-           "check_fields", "clip", "is_sha", "to_change_request"]
+           "check_fields", "clip", "defuse_mentions", "git_blob_sha", "is_sha", "short", "to_change_request",
+           "tree_changes"]

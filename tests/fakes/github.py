@@ -862,6 +862,10 @@ class GitHubApi:
         if not ctx.body("force") and table[name] not in self.s.git.ancestry(sha):
             raise ApiError(422, "Update is not a fast forward", errors=[])
         table[name] = sha
+        if kind == "heads":                      # a push to a pull request's branch moves its head
+            for pr in self.s.pulls.values():
+                if pr.repo == repo.full_name and pr.state == "open" and pr.head_ref == name:
+                    pr.head_sha, pr.updated_at = sha, utcnow()
         return Reply(200, self._ref(repo, f"refs/{kind}/{name}", sha))
 
     @endpoint("POST", "/repos/{owner}/{repo}/git/blobs")
@@ -944,6 +948,23 @@ class GitHubApi:
         self.s.pulls[(repo.full_name, pr.number)] = pr
         location = self.url(f"/repos/{repo.full_name}/pulls/{pr.number}")
         return Reply(201, self.pull(repo, pr), headers={"Location": location})
+
+    @endpoint("GET", "/repos/{owner}/{repo}/pulls")
+    def list_pulls(self, ctx: Ctx) -> Reply:
+        """Pull requests filtered by ``state`` (default open), ``head`` (``owner:branch``) and
+        ``base``; newest first (GitHub's ``sort=created``, ``direction=desc``)."""
+        repo = self._repo(ctx)
+        state, head, base = ctx.q("state") or "open", ctx.q("head"), ctx.q("base")
+        found = [pr for (name, _), pr in self.s.pulls.items() if name == repo.full_name]
+        if state != "all":
+            found = [pr for pr in found if pr.state == state]
+        if head:
+            owner, _, branch = head.rpartition(":")
+            found = [pr for pr in found if pr.head_ref == branch and owner.lower() in ("", repo.owner.lower())]
+        if base:
+            found = [pr for pr in found if pr.base_ref == base]
+        found.sort(key=lambda pr: pr.number, reverse=(ctx.q("direction") or "desc") == "desc")
+        return self._paginate(ctx, [self.pull(repo, pr) for pr in found])
 
     @endpoint("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/files")
     def list_pull_files(self, ctx: Ctx) -> Reply:
@@ -1187,6 +1208,10 @@ class GitHubApi:
         found.sort(key=lambda d: d.id, reverse=True)
         return self._paginate(ctx, [self.deployment(d) for d in found])
 
+    @endpoint("GET", "/repos/{owner}/{repo}/deployments/{deployment_id}")
+    def get_deployment(self, ctx: Ctx) -> Reply:
+        return Reply(200, self.deployment(self._deployment(self._repo(ctx), ctx)))
+
     @endpoint("POST", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses")
     def create_deployment_status(self, ctx: Ctx) -> Reply:
         repo = self._repo(ctx)
@@ -1205,13 +1230,24 @@ class GitHubApi:
                   "repository_url": self.url(f"/repos/{repo.full_name}"),
                   "created_at": iso(utcnow()), "updated_at": iso(utcnow())}
         if state == "success" and ctx.body("auto_inactive", True):
-            for other in self.s.deployments.values():
-                if (other is not deployment and other.repo == repo.full_name
-                        and other.environment == deployment.environment
-                        and other.statuses and other.statuses[-1]["state"] == "success"):
-                    other.statuses.append({**other.statuses[-1], "id": self.s.next_id(), "state": "inactive"})
+            self._auto_inactivate(repo, deployment)
         deployment.statuses.append(status)
         return Reply(201, status)
+
+    def _auto_inactivate(self, repo: Repo, deployment: Deployment) -> None:
+        """``auto_inactive`` as GitHub describes it: an ``inactive`` status on every *prior*,
+        non-transient, non-production deployment of the same repository and environment whose
+        latest state is ``success`` (production and transient deployments are left alone)."""
+        for other in self.s.deployments.values():
+            if (other.id < deployment.id and other.repo == repo.full_name
+                    and other.environment == deployment.environment
+                    and not other.transient_environment and not other.production_environment
+                    and other.statuses and other.statuses[-1]["state"] == "success"):
+                status_id = self.s.next_id()
+                url = self.url(f"/repos/{repo.full_name}/deployments/{other.id}/statuses/{status_id}")
+                other.statuses.append({**other.statuses[-1], "id": status_id, "node_id": f"DES_{status_id}",
+                                       "state": "inactive", "url": url, "description": "",
+                                       "created_at": iso(utcnow()), "updated_at": iso(utcnow())})
 
     @endpoint("GET", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses")
     def list_deployment_statuses(self, ctx: Ctx) -> Reply:
