@@ -148,13 +148,17 @@ def test_knative_canary_waits_for_the_traffic_split_then_promotes(east: FakeKube
     assert validate_inferenceservice(body) == []
     assert body["spec"]["predictor"]["canaryTrafficPercent"] == 10
     seen = poll(target, dep, V7, canary=10)
-    assert states(seen) == ["progressing", "progressing", "ready"]
+    assert states(seen) == ["progressing", "progressing", "progressing", "ready"]
+    # third poll: the revision is Ready and UpToDate, but the route still sends it nothing
+    assert seen[2].details["transitionStatus"] == "UpToDate"
+    assert seen[2].message == "the latest revision takes 0% of traffic, waiting for 10%"
     traffic = {t["tag"]: t["percent"] for t in seen[-1].details["traffic"]}
     assert traffic == {"prev": 90, "latest": 10}
 
     target.apply(dep, V7)                            # promotion: no canaryTrafficPercent
     assert "canaryTrafficPercent" not in east.applies()[-1].body["spec"]["predictor"]
     seen = poll(target, dep, V7)
+    assert seen[-2].message == "the latest revision takes 10% of traffic, waiting for 100%"
     assert seen[-1].state is Readiness.READY
     assert [t["percent"] for t in seen[-1].details["traffic"]] == [100]
 
@@ -423,3 +427,18 @@ def test_an_object_changed_to_another_version_is_failed() -> None:
     assert health.state is Readiness.FAILED and "'5'" in health.message
     assert inference_service_health(None, V7).state is Readiness.FAILED
     assert deployment_health(None, V7).state is Readiness.FAILED
+
+
+def test_in_cluster_config_outside_a_pod_names_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    targets = clients_from_settings(Settings(clusters={"inside": ClusterConfig(in_cluster=True)}))
+    with pytest.raises(TargetError, match="cluster inside: cannot load in-cluster config"):
+        targets["inside"].live(make(cluster="inside"))
+
+
+def test_a_version_without_storage_is_never_applied(east: FakeKube, tmp_path: Path) -> None:
+    target = target_for(east, tmp_path)
+    unresolved = ModelVersionInfo(name="fraud-detector", version="8", status="READY", storage_uri=None)
+    with pytest.raises(TargetError, match="no storage location"):
+        target.apply(make(), unresolved)
+    assert east.calls == []

@@ -476,7 +476,8 @@ def _knative_traffic(status: Mapping[str, Any], canary: int | None) -> _Verdict:
         return Readiness.PROGRESSING, f"revision {latest_created} is not ready yet"
     if not traffic:
         return None if canary is None else (Readiness.PROGRESSING, "no traffic split reported yet")
-    latest = [t for t in traffic if t.get("latestRevision")]
+    latest = [t for t in traffic if t.get("latestRevision")
+              and (latest_created is None or t.get("revisionName") in (None, latest_created))]
     share = sum(int(t.get("percent") or 0) for t in latest)
     wanted = 100 if canary is None or len(latest) == len(traffic) else canary
     if share != wanted:

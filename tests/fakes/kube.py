@@ -34,7 +34,8 @@ first of them still shows the *previous* status with the previous ``observedGene
 controller that has not caught up would — then:
 
 * ``ready``: InferenceService ``Ready``/``UpToDate`` for the applied spec, with the canary's traffic
-  split (Knative: ``components.predictor.traffic``; Standard: ``canaryStatuses`` and
+  split (Knative: ``components.predictor.traffic``, which moves one poll after the revision became
+  ready, as a route lags its configuration; Standard: ``canaryStatuses`` and
   ``CanaryPredictorReady``); Deployment fully rolled out.
 * ``fail-load``: ``BlockedByFailedLoad`` with ``lastFailureInfo`` (for a Standard canary, in the
   canary's status); ``invalid``: ``InvalidSpec``; ``hang``: stays ``InProgress``.
@@ -144,6 +145,8 @@ class Stored:
     ready_revision: str | None = None
     rolled_out: str | None = None
     previous_rolled_out: str | None = None
+    route: tuple[str, int | None] | None = None   # (revision, canary %) the Knative route has reached
+    shown_traffic: list[dict[str, Any]] | None = None
 
     def composed(self) -> dict[str, Any]:
         """The object as stored: others' fields under the manager's, plus server metadata."""
@@ -496,8 +499,15 @@ def _knative_status(stored: Stored, obj: dict[str, Any], phase: str) -> dict[str
                    {"tag": "latest", "revisionName": latest, "percent": canary, "latestRevision": True}]
     elif phase == "ready":
         traffic = [{"tag": "latest", "revisionName": latest, "percent": 100, "latestRevision": True}]
+    elif stored.shown_traffic is not None:
+        traffic = _retarget(stored.shown_traffic, latest)  # until the new revision is ready, the route stays
     else:
         traffic = [{"tag": "prev", "revisionName": serving, "percent": 100, "latestRevision": False}] if serving else []
+    if phase == "ready":
+        if stored.route != (latest, canary) and stored.shown_traffic:
+            traffic = _retarget(stored.shown_traffic, latest)  # the revision is ready; the route moves next poll
+        stored.route = (latest, canary)
+    stored.shown_traffic = traffic
     failed = phase in ("fail-load", "invalid")
     reason = ("RevisionFailed" if phase == "fail-load" else "InvalidPredictorSpec") if failed else "Deploying"
     message = f'Revision "{latest}" failed with message: model load failed.' if failed else None
@@ -516,6 +526,12 @@ def _knative_status(stored: Stored, obj: dict[str, Any], phase: str) -> dict[str
             "url": f"http://{stored.name}.{stored.namespace}.example.com",
             "components": {"predictor": predictor}, "conditions": conditions,
             "modelStatus": _model_status(phase, latest, previous_loaded=serving is not None)}
+
+
+def _retarget(traffic: list[dict[str, Any]], latest: str) -> list[dict[str, Any]]:
+    """The same route, its entries flagged (and tagged) against the current latest revision."""
+    return [{**t, "latestRevision": t.get("revisionName") == latest,
+             "tag": "latest" if t.get("revisionName") == latest else "prev"} for t in traffic]
 
 
 def _standard_status(stored: Stored, obj: dict[str, Any], phase: str) -> dict[str, Any]:
