@@ -269,7 +269,8 @@ def advance(rollout_id: int, *, store: Store, targets: TargetFactory, registry: 
     except Exception:
         store.release_rollout(rollout_id, holder)
         raise
-    store.release_rollout(rollout_id, holder)
+    if not run.released:
+        store.release_rollout(rollout_id, holder)
     return decision
 
 
@@ -281,6 +282,7 @@ class _Advance:
         self.store, self.holder, self.targets, self.registry = store, holder, targets, registry
         self.clock, self.notify, self.metrics = clock, notify, metrics
         self.wake: list[int] = []
+        self.released = False   # the last write gave the lease up (saves a transaction)
 
     # -- dispatch ----------------------------------------------------------------------------------
     def step(self, r: RolloutRecord) -> Decision:
@@ -317,7 +319,7 @@ class _Advance:
             return self.finish(r, "superseded", f"superseded by rollout #{newer[-1].id}")
         now = self.clock()
         written = self.store.start_rollout_row(
-            r.id, self.holder, now=now, message=f"started: {len(r.steps)} step(s) {r.steps}",
+            r.id, self.holder, now=now, message=f"started: {len(r.steps)} step(s) {r.steps}", release=True,
             changes={"state": "applying", "current_step": 0, "started_at": now, "step_started_at": now,
                      "ready_at": None, "next_check_at": now})
         if written is None:
@@ -327,7 +329,7 @@ class _Advance:
     def wait(self, r: RolloutRecord, why: str) -> Decision:
         """Stay pending; look again after :data:`WAIT_SECONDS` (or when woken)."""
         written = self.store.rollout_observation(
-            r.id, self.holder, now=self.clock(), message=why,
+            r.id, self.holder, now=self.clock(), message=why, release=True,
             changes={"next_check_at": self.clock() + timedelta(seconds=WAIT_SECONDS)})
         return self.done(written, WAIT_SECONDS)
 
@@ -351,14 +353,14 @@ class _Advance:
         except TargetError as exc:
             retry = self.retry_in(r)
             return self.done(self.store.rollout_outcome(
-                r.id, self.holder, intent, ok=False, now=self.clock(), message=f"target error: {exc}",
+                r.id, self.holder, intent, ok=False, release=True, now=self.clock(), message=f"target error: {exc}",
                 changes={"error": str(exc), "next_check_at": self.clock() + timedelta(seconds=retry)}), retry)
         except Exception as exc:
             return self.fail(r, f"step {r.current_step + 1} ({percent}%) apply failed: {_text(exc)}", intent=intent)
         message = ("applied again after a restart: the earlier attempt's outcome is unknown "
                    "(idempotent apply)" if again else "applied")
         return self.done(self.store.rollout_outcome(
-            r.id, self.holder, intent, ok=True, now=self.clock(), message=message, detail={"again": again},
+            r.id, self.holder, intent, ok=True, release=True, now=self.clock(), message=message, detail={"again": again},
             changes={"state": "verifying", "ready_at": None, "error": None, "next_check_at": self.clock()}), 0.0)
 
     # -- verifying ---------------------------------------------------------------------------------
@@ -384,6 +386,7 @@ class _Advance:
             return self.fail(r, f"step {k + 1} ({percent}%) failed its gates: {verdict}")
         self.record(self.store.rollout_transition(
             r.id, self.holder, now=now, kind="outcome", action="verify", ok=True, step=k,
+            release=k + 1 < len(r.steps),
             message=f"step {k + 1} ({percent}%) verified after {r.verify_seconds}s: {verdict}",
             changes={} if k + 1 == len(r.steps) else
             {"state": "applying", "current_step": k + 1, "step_started_at": now, "ready_at": None,
@@ -400,6 +403,7 @@ class _Advance:
         poll = min(POLL_SECONDS, self.remaining(r))
         written = self.store.rollout_observation(
             r.id, self.holder, now=self.clock(), step=r.current_step if r.state != "rolling_back" else None,
+            release=True,
             message=f"{what}: {health.message or 'progressing'}",
             changes={"next_check_at": self.clock() + timedelta(seconds=poll)})
         return self.done(written, poll)
@@ -458,9 +462,10 @@ class _Advance:
                    "step_started_at": now, "ready_at": None, "next_check_at": now}
         if intent is not None:
             written = self.store.rollout_outcome(r.id, self.holder, intent, ok=False, now=now, message=error,
-                                                 changes=changes)
+                                                 changes=changes, release=True)
         else:
             written = self.store.rollout_transition(r.id, self.holder, now=now, changes=changes, ok=False,
+                                                    release=True,
                                                     message=f"failed: {error}; rolling back",
                                                     step=r.current_step)
         return self.done(written, 0.0)
@@ -495,14 +500,14 @@ class _Advance:
         except TargetError as exc:
             retry = self.retry_in(r)
             return self.done(self.store.rollout_outcome(
-                r.id, self.holder, intent, ok=False, now=self.clock(), message=f"target error: {exc}",
+                r.id, self.holder, intent, ok=False, release=True, now=self.clock(), message=f"target error: {exc}",
                 changes={"error": str(exc), "next_check_at": self.clock() + timedelta(seconds=retry)}), retry)
         except Exception as exc:
             return self.finish(r, "failed", f"restore of v{stable.version} failed: {_text(exc)}", intent=intent,
                                ok=False)
         message = "applied again after a restart (idempotent apply)" if again else "applied"
         return self.done(self.store.rollout_outcome(
-            r.id, self.holder, intent, ok=True, now=self.clock(), message=message, detail={"again": again},
+            r.id, self.holder, intent, ok=True, release=True, now=self.clock(), message=message, detail={"again": again},
             changes={"restored": True, "next_check_at": self.clock()}), 0.0)
 
     def remove_effect(self, r: RolloutRecord, intent: RolloutEventRecord) -> Decision:
@@ -513,10 +518,10 @@ class _Advance:
                 return self.finish(r, "failed", f"could not remove the failed create: {_text(exc)}",
                                    intent=intent, ok=False)
             return self.done(self.store.rollout_outcome(
-                r.id, self.holder, intent, ok=False, now=self.clock(), message=f"target error: {_text(exc)}",
+                r.id, self.holder, intent, ok=False, release=True, now=self.clock(), message=f"target error: {_text(exc)}",
                 changes={"next_check_at": self.clock() + timedelta(seconds=RETRY_SECONDS)}), RETRY_SECONDS)
         return self.done(self.store.rollout_outcome(
-            r.id, self.holder, intent, ok=True, now=self.clock(), message="removed",
+            r.id, self.holder, intent, ok=True, release=True, now=self.clock(), message="removed",
             changes={"restored": True, "next_check_at": self.clock()}), 0.0)
 
     def mark_rejected(self, r: RolloutRecord) -> Decision:
@@ -578,27 +583,25 @@ class _Advance:
         """The open apply took effect before the crash (the target reports on that very step, READY or
         FAILED): record it without applying again; the next check judges the step as usual."""
         return self.done(self.store.rollout_outcome(
-            r.id, self.holder, intent, ok=True, now=self.clock(), detail={"again": False, "confirmed": True},
+            r.id, self.holder, intent, ok=True, release=True, now=self.clock(), detail={"again": False, "confirmed": True},
             message=f"confirmed by the target after a restart ({health.state}); not applied again",
             changes=changes), 0.0)
 
     # -- helpers -----------------------------------------------------------------------------------
     def finish(self, r: RolloutRecord, state: str, message: str, *, intent: RolloutEventRecord | None = None,
                ok: bool | None = None, outcome_message: str | None = None) -> Decision:
-        """Move to a final state (closing ``intent`` with its outcome in the same transaction)."""
+        """Move to a final state; with ``intent``, its outcome commits in the same transaction."""
         now = self.clock()
         changes: dict[str, Any] = {"state": state}
         if state in ("failed", "cancelled", "superseded"):
             changes["error"] = message
         if intent is not None:
-            written = self.store.rollout_outcome(r.id, self.holder, intent, ok=bool(ok) if ok is not None else True,
-                                                 now=now, message=outcome_message or message, changes=changes)
-            self.record(written)
-            written = self.store.rollout_transition(r.id, self.holder, now=now, changes={}, message=message,
-                                                    ok=state == "succeeded" or state == "rolled_back")
+            written = self.store.rollout_outcome(r.id, self.holder, intent, ok=True if ok is None else ok, now=now,
+                                                 message=outcome_message or message, detail={"result": message},
+                                                 changes=changes, release=True)
         else:
             written = self.store.rollout_transition(r.id, self.holder, now=now, changes=changes, message=message,
-                                                    ok=state == "succeeded")
+                                                    ok=state == "succeeded", release=True)
         return self.done(written, None)
 
     def done(self, written: Written, next_check_in: float | None) -> Decision:
@@ -609,11 +612,14 @@ class _Advance:
 
     def later(self, r: RolloutRecord, seconds: float) -> Decision:
         """Hold the verify period: check again in ``seconds`` (no worker waits)."""
-        self.store.set_rollout_check(r.id, self.holder, self.clock() + timedelta(seconds=seconds))
+        self.store.set_rollout_check(r.id, self.holder, self.clock() + timedelta(seconds=seconds), release=True)
+        self.released = True
         return Decision(seconds, state=r.state, wake=tuple(self.wake))
 
     def record(self, written: Written) -> Written:
-        """Pass a newly logged event to ``notify`` (errors there never stop a rollout)."""
+        """Note whether the write released the lease; pass a newly logged event to ``notify`` (errors there
+        never stop a rollout)."""
+        self.released = written.record.lease_holder is None
         if self.notify is not None and written.event is not None:
             try:
                 self.notify(written.record, written.event)

@@ -365,12 +365,14 @@ class RolloutsRepo:
 
     def rollout_outcome(self, rollout_id: int, holder: str, intent: RolloutEventRecord, *, ok: bool,
                         now: datetime, message: str = "", detail: dict[str, Any] | None = None,
-                        changes: dict[str, Any] | None = None) -> Written:
-        """Record the outcome of ``intent``, close it, and apply ``changes`` (a transition) atomically."""
+                        changes: dict[str, Any] | None = None, release: bool = False) -> Written:
+        """Record the outcome of ``intent``, close it, and apply ``changes`` (a transition) atomically.
+
+        ``release``: this is the caller's last write; give up the lease in the same transaction."""
         with self._tx() as s:
             row = _fenced(s, rollout_id, holder)
             row.open_intent = None
-            _apply(row, changes or {}, now)
+            _apply(row, changes or {}, now, release)
             event = _event(s, row, now, "outcome", intent.action, step=intent.step, version=intent.version,
                            percent=intent.percent, ok=ok, intent_id=intent.id, message=message, detail=detail)
             return Written(RolloutRecord.of(row), RolloutEventRecord.of(event), _wake_followers(s, row, now))
@@ -378,29 +380,30 @@ class RolloutsRepo:
     def rollout_transition(self, rollout_id: int, holder: str, *, now: datetime, changes: dict[str, Any],
                            message: str = "", kind: str = "transition", action: str = "state",
                            detail: dict[str, Any] | None = None,
-                           ok: bool | None = None, step: int | None = None) -> Written:
+                           ok: bool | None = None, step: int | None = None, release: bool = False) -> Written:
         """Apply ``changes`` (no side effect happened) and log why; returns followers to wake."""
         with self._tx() as s:
             row = _fenced(s, rollout_id, holder)
-            _apply(row, changes, now)
+            _apply(row, changes, now, release)
             event = _event(s, row, now, kind, action, step=step, ok=ok, message=message, detail=detail)
             return Written(RolloutRecord.of(row), RolloutEventRecord.of(event), _wake_followers(s, row, now))
 
     def start_rollout_row(self, rollout_id: int, holder: str, *, now: datetime, changes: dict[str, Any],
-                          message: str) -> Written | None:
+                          message: str, release: bool = False) -> Written | None:
         """pending → applying, unless another rollout of the key is active (then ``None``)."""
         try:
-            return self.rollout_transition(rollout_id, holder, now=now, changes=changes, message=message)
+            return self.rollout_transition(rollout_id, holder, now=now, changes=changes, message=message,
+                                           release=release)
         except IntegrityError:
             return None
 
     def rollout_observation(self, rollout_id: int, holder: str, *, now: datetime, message: str,
                             detail: dict[str, Any] | None = None, changes: dict[str, Any] | None = None,
-                            ok: bool | None = None, step: int | None = None) -> Written:
+                            ok: bool | None = None, step: int | None = None, release: bool = False) -> Written:
         """Log what a health check saw (only when it differs from the last observation)."""
         with self._tx() as s:
             row = _fenced(s, rollout_id, holder)
-            _apply(row, changes or {}, now)
+            _apply(row, changes or {}, now, release)
             last = s.execute(select(RolloutEvent).where(RolloutEvent.rollout_id == rollout_id)
                              .order_by(RolloutEvent.id.desc()).limit(1)).scalar_one_or_none()
             event = None
@@ -409,9 +412,13 @@ class RolloutsRepo:
                                                      message=message, detail=detail))
             return Written(RolloutRecord.of(row), event)
 
-    def set_rollout_check(self, rollout_id: int, holder: str, next_check_at: datetime | None) -> None:
+    def set_rollout_check(self, rollout_id: int, holder: str, next_check_at: datetime | None, *,
+                          release: bool = False) -> None:
         with self._tx() as s:
-            _fenced(s, rollout_id, holder).next_check_at = next_check_at
+            row = _fenced(s, rollout_id, holder)
+            row.next_check_at = next_check_at
+            if release:
+                row.lease_holder, row.lease_until = None, None
 
     # -- requests from outside the lease -----------------------------------------------------------
     def request_cancel(self, rollout_id: int, reason: str, *, now: datetime) -> bool:
@@ -439,8 +446,9 @@ def _fenced(s: Session, rollout_id: int, holder: str) -> Rollout:
     return row
 
 
-def _apply(row: Rollout, changes: dict[str, Any], now: datetime) -> None:
-    """Set ``changes`` on the row; a new state or step appends to ``transitions``; notes accumulate."""
+def _apply(row: Rollout, changes: dict[str, Any], now: datetime, release: bool = False) -> None:
+    """Set ``changes`` on the row; a new state or step appends to ``transitions``; notes accumulate;
+    ``release`` frees the lease."""
     changes = dict(changes)
     via = changes.pop("via", None)            # a state passed through in the same transaction (failed)
     if via:
@@ -459,6 +467,8 @@ def _apply(row: Rollout, changes: dict[str, Any], now: datetime) -> None:
     if row.state in FINAL_STATES and row.finished_at is None:
         row.finished_at = now
         row.next_check_at = None
+    if release:
+        row.lease_holder, row.lease_until = None, None
 
 
 def _event(s: Session, row: Rollout, now: datetime, kind: str, action: str, *, step: int | None = None,
