@@ -16,8 +16,9 @@ import pytest
 
 from tests.mlflow_server import MlflowServer, ServerDidNotStart, mlflow_server_available, start_mlflow_server
 
-# Fixture modules shared by the suite: the fake GitHub server, and the store/queue/webhook fixtures.
-pytest_plugins = ["tests.fakes.github", "tests.fixtures_store"]
+# Fixture modules shared by the suite: the fake GitHub and Kubernetes API servers, and the
+# store/queue/webhook fixtures.
+pytest_plugins = ["tests.fakes.github", "tests.fakes.kube", "tests.fixtures_store"]
 
 _MLFLOW_STARTUP = pytest.StashKey[float]()
 

@@ -35,7 +35,6 @@ pytest.register_assert_rewrite("tests.fakes.kube")  # before the import: it is a
 from tests.fakes.kube import FakeKube, write_kubeconfig
 from tests.kube_schemas import validate_builtin, validate_inferenceservice
 
-pytest_plugins = ["tests.fakes.kube"]            # the fake_kube / fake_kube_factory fixtures
 
 V6 = ModelVersionInfo(name="fraud-detector", version="6", status="READY", storage_uri="s3://models/fraud/6")
 V7 = ModelVersionInfo(name="fraud-detector", version="7", status="READY", storage_uri="s3://models/fraud/7")
