@@ -295,3 +295,34 @@ def test_tree_changes_keep_modes_and_skip_what_is_already_there() -> None:
         {"path": "new.txt", "mode": "100644", "type": "blob", "content": "n"},
         {"path": "run.sh", "mode": "100755", "type": "blob", "content": "echo 2\n"}]
     assert defuse_mentions("by @alice and @org/team, not mail@") == "by @\u200balice and @\u200borg/team, not mail@"
+
+
+def stale_once(forge, name: str, value) -> None:
+    """Make ``forge.<name>`` answer ``value`` once (a worker that read before another one wrote)."""
+    real, answered = getattr(forge, name), []
+
+    def stale(*args):
+        if not answered:
+            answered.append(True)
+            return value
+        return real(*args)
+
+    setattr(forge, name, stale)
+
+
+@both_flavors
+@pytest.mark.parametrize("missed", ["_branch_sha", "_open_pull"])
+def test_revert_race_with_another_worker_ends_on_the_same_pull_request(fake_github: FakeGitHub,
+                                                                      missed: str) -> None:
+    """Another worker created the branch (or its pull request) after this one looked: GitHub's 422
+    ("Reference already exists" / "A pull request already exists") sends it round once more, and
+    it returns that pull request, with the same contents."""
+    world = revert_world(fake_github)
+    number = revert(world.forge(), REVERT)
+    late = world.forge()
+    stale_once(late, missed, None)
+    assert revert(late, REVERT) == number
+    head = fake_github.head(world.repo, BRANCH)
+    assert fake_github.pull(world.repo, number).head_sha == head
+    assert fake_github.read_file(world.repo, head, "models/a.yaml") == REVERT["models/a.yaml"]
+    assert len([p for p in fake_github.state.pulls.values() if p.repo == world.repo]) == 2

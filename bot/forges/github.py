@@ -804,8 +804,11 @@ def _next_link(link: str) -> str | None:
 
 
 def _message(exc: GithubException) -> str:
+    """GitHub's message, with the ``errors`` it lists (where a 422 says what was wrong)."""
     data = exc.data if isinstance(exc.data, dict) else {}
-    return str(data.get("message") or exc.data or "")
+    details = [e.get("message") or e.get("code") for e in data.get("errors") or [] if isinstance(e, dict)]
+    message = str(data.get("message") or exc.data or "")
+    return "; ".join([message, *(d for d in details if d)])
 
 
 __all__ = ["GitHubError", "GitHubForge", "GitHubReader", "RepoCaches", "TooManyFiles", "annotation_json",

@@ -938,6 +938,11 @@ class GitHubApi:
             raise ApiError(422, "Validation Failed",
                            errors=[{"resource": "PullRequest", "field": "head" if head not in repo.branches else "base",
                                     "code": "invalid"}])
+        if any(pr.repo == repo.full_name and pr.state == "open" and pr.head_ref == head and pr.base_ref == base
+               for pr in self.s.pulls.values()):
+            raise ApiError(422, "Validation Failed",
+                           errors=[{"resource": "PullRequest", "code": "custom",
+                                    "message": f"A pull request already exists for {repo.owner}:{head}."}])
         if not self._diff(repo.branches[base], repo.branches[head]):
             raise ApiError(422, "Validation Failed",
                            errors=[{"resource": "PullRequest", "code": "custom",
