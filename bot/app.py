@@ -52,7 +52,7 @@ def create_app(settings: Settings, store: Store, queue: JobQueue) -> Flask:
             intake.check_size(request.content_length, limit)
             body = read_body(request.stream, limit)
             event = intake.verify(request.headers, body, secret)
-            outcome = intake.accept(intake.to_new_event(event, request.headers), store, queue)
+            outcome = intake.accept(intake.to_new_event(event, request.headers, body), store, queue)
         except intake.IntakeError as exc:
             log.warning("webhook refused (%s %s), delivery %s", exc.status.value, exc.message,
                         request.headers.get("X-GitHub-Delivery", "-"))

@@ -8,6 +8,7 @@ URL says so (``postgresql://`` is read as ``postgresql+psycopg://``).
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -76,9 +77,18 @@ def normalize_url(url: str) -> str:
     return url
 
 
+class RawJSON(str):
+    """JSON text that is already encoded (a webhook's body): stored as it is, not encoded again."""
+
+
+def _json_serializer(value: Any) -> str:
+    return value if isinstance(value, RawJSON) else json.dumps(value)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` with the SQLite pragmas and transaction mode described above."""
     url = normalize_url(url)
+    kwargs.setdefault("json_serializer", _json_serializer)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
@@ -121,4 +131,4 @@ def _set_wal(cur: Any) -> None:
             time.sleep(0.01)
 
 
-__all__ = ["Base", "JSONType", "UTCDateTime", "make_engine", "normalize_url", "utcnow"]
+__all__ = ["Base", "JSONType", "RawJSON", "UTCDateTime", "make_engine", "normalize_url", "utcnow"]
