@@ -33,7 +33,7 @@ def _clock(at: datetime | None, *, date: bool = False) -> str:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "running"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or hours else "") + f"{secs}s"
@@ -43,13 +43,13 @@ def render_text(record: HistoryRecord) -> list[str]:
     """A few lines per rollout: headline, timing, steps, rollback, error."""
     versions = f"v{record.from_version} -> v{record.to_version}" if record.from_version else f"new v{record.to_version}"
     who = f" by {record.actor}" if record.actor else ""
-    where = " ".join(filter(None, [f"PR #{record.pr_number}" if record.pr_number else "",
-                                   f"@ {record.sha[:12]}" if record.sha else ""]))
-    lines = [f"#{record.id}  {record.model}/{record.environment}  {versions}  {record.outcome}  "
-             f"{record.trigger}{who}" + (f"  {where}" if where else ""),
-             f"    {_clock(record.started_at or record.requested_at, date=True)} -> "
-             f"{_clock(record.finished_at)}  ({_duration(record.duration_seconds)})  {record.target}"
-             f" on {record.cluster}"]
+    where = " ".join(filter(None, [(f"PR #{record.pr_number}" if record.pr_number else ""),
+                                   (f"@ {record.sha[:12]}" if record.sha else "")]))
+    headline = f"#{record.id}  {record.model}/{record.environment}  {versions}  {record.outcome}  {record.trigger}{who}"
+    started = _clock(record.started_at or record.requested_at, date=True)
+    timing = (f"    {started} -> {_clock(record.finished_at)}  ({_duration(record.duration_seconds)})  "
+              f"{record.target} on {record.cluster}")
+    lines = [headline + (f"  {where}" if where else ""), timing]
     for step in record.steps:
         if step.outcome == "not reached":
             continue

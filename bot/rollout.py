@@ -78,7 +78,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from modelherd.manifest import Deployment, Goal, GateMode, parse_duration
+from modelherd.manifest import Deployment, GateMode, Goal, parse_duration
 from modelherd.registry import ModelVersionInfo
 from modelherd.store import Store
 from modelherd.store.rollouts import LeaseLost, NewRollout, RolloutEventRecord, RolloutRecord, Written
@@ -353,14 +353,16 @@ class _Advance:
         except TargetError as exc:
             retry = self.retry_in(r)
             return self.done(self.store.rollout_outcome(
-                r.id, self.holder, intent, ok=False, release=True, now=self.clock(), message=f"target error: {exc}",
+                r.id, self.holder, intent, ok=False, release=True, now=self.clock(),
+                message=f"target error: {exc}",
                 changes={"error": str(exc), "next_check_at": self.clock() + timedelta(seconds=retry)}), retry)
         except Exception as exc:
             return self.fail(r, f"step {r.current_step + 1} ({percent}%) apply failed: {_text(exc)}", intent=intent)
         message = ("applied again after a restart: the earlier attempt's outcome is unknown "
                    "(idempotent apply)" if again else "applied")
         return self.done(self.store.rollout_outcome(
-            r.id, self.holder, intent, ok=True, release=True, now=self.clock(), message=message, detail={"again": again},
+            r.id, self.holder, intent, ok=True, release=True, now=self.clock(), message=message,
+            detail={"again": again},
             changes={"state": "verifying", "ready_at": None, "error": None, "next_check_at": self.clock()}), 0.0)
 
     # -- verifying ---------------------------------------------------------------------------------
@@ -500,14 +502,16 @@ class _Advance:
         except TargetError as exc:
             retry = self.retry_in(r)
             return self.done(self.store.rollout_outcome(
-                r.id, self.holder, intent, ok=False, release=True, now=self.clock(), message=f"target error: {exc}",
+                r.id, self.holder, intent, ok=False, release=True, now=self.clock(),
+                message=f"target error: {exc}",
                 changes={"error": str(exc), "next_check_at": self.clock() + timedelta(seconds=retry)}), retry)
         except Exception as exc:
             return self.finish(r, "failed", f"restore of v{stable.version} failed: {_text(exc)}", intent=intent,
                                ok=False)
         message = "applied again after a restart (idempotent apply)" if again else "applied"
         return self.done(self.store.rollout_outcome(
-            r.id, self.holder, intent, ok=True, release=True, now=self.clock(), message=message, detail={"again": again},
+            r.id, self.holder, intent, ok=True, release=True, now=self.clock(), message=message,
+            detail={"again": again},
             changes={"restored": True, "next_check_at": self.clock()}), 0.0)
 
     def remove_effect(self, r: RolloutRecord, intent: RolloutEventRecord) -> Decision:
@@ -867,12 +871,10 @@ def _history_steps(r: RolloutRecord, log_: list[RolloutEventRecord]) -> list[His
     entered = {t["step"]: t["at"] for t in r.transitions if t["state"] == "applying"}
     steps = []
     for k, percent in enumerate(r.steps):
-        def first(match: Callable[[RolloutEventRecord], bool]) -> datetime | None:
-            return next((e.at for e in log_ if e.step == k and match(e)), None)
-
-        applied = first(lambda e: e.kind == "outcome" and e.action == "apply" and bool(e.ok))
-        ready = first(lambda e: e.kind == "observation" and e.ok is True)
-        verified = first(lambda e: e.kind == "outcome" and e.action == "verify")
+        mine = [e for e in log_ if e.step == k]
+        applied = _first_at(mine, lambda e: e.kind == "outcome" and e.action == "apply" and bool(e.ok))
+        ready = _first_at(mine, lambda e: e.kind == "observation" and e.ok is True)
+        verified = _first_at(mine, lambda e: e.kind == "outcome" and e.action == "verify")
         started = datetime.fromisoformat(entered[k]) if k in entered else None
         if verified:
             outcome = "verified"
@@ -884,6 +886,10 @@ def _history_steps(r: RolloutRecord, log_: list[RolloutEventRecord]) -> list[His
             outcome = "cancelled" if r.state in ("cancelled", "superseded") else "in progress"
         steps.append(HistoryStep(k + 1, percent, r.to_version, started, applied, ready, verified, outcome))
     return steps
+
+
+def _first_at(events: list[RolloutEventRecord], match: Callable[[RolloutEventRecord], bool]) -> datetime | None:
+    return next((e.at for e in events if match(e)), None)
 
 
 def _history_rollback(r: RolloutRecord, log_: list[RolloutEventRecord]) -> HistoryRollback | None:
@@ -954,6 +960,7 @@ def _short(text: str, limit: int = 250) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-__all__ = ["DEPLOYED_TAG", "Decision", "HistoryRecord", "HistoryRollback", "HistoryStep", "MetricSource", "REJECTED_TAG", "RolloutWorker", "SINGLE_STEP_TARGETS",
-           "TRIGGERS", "active_rollouts", "advance", "cancel_rollout", "evaluate_gates", "history", "history_record", "plan_steps", "pinned",
-           "rollback_to", "start_rollout", "sweep_due", "version_json", "version_of"]
+__all__ = ["DEPLOYED_TAG", "REJECTED_TAG", "SINGLE_STEP_TARGETS", "TRIGGERS", "Decision", "HistoryRecord",
+           "HistoryRollback", "HistoryStep", "MetricSource", "RolloutWorker", "active_rollouts", "advance",
+           "cancel_rollout", "evaluate_gates", "history", "history_record", "pinned", "plan_steps", "rollback_to",
+           "start_rollout", "sweep_due", "version_json", "version_of"]

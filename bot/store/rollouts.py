@@ -496,5 +496,5 @@ def _wake_followers(s: Session, row: Rollout, now: datetime) -> list[int]:
     return ids
 
 
-__all__ = ["ACTIVE_STATES", "FINAL_STATES", "LeaseLost", "NewRollout", "Written", "Rollout", "RolloutEvent",
-           "RolloutEventRecord", "RolloutRecord", "RolloutsRepo"]
+__all__ = ["ACTIVE_STATES", "FINAL_STATES", "LeaseLost", "NewRollout", "Rollout", "RolloutEvent",
+           "RolloutEventRecord", "RolloutRecord", "RolloutsRepo", "Written"]

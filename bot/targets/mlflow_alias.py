@@ -9,7 +9,8 @@ refused: the rollout engine plans a canary on this target as one 100% step and r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from modelherd.manifest import Deployment
@@ -85,16 +86,13 @@ class MlflowAliasTarget:
                 return None
 
 
-class _target_errors:
+@contextmanager
+def _target_errors() -> Iterator[None]:
     """Registry errors (unreachable, refused) become :class:`TargetError` (retried by the engine)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if isinstance(exc, RegistryError):
-            raise TargetError(str(exc)) from exc
-        return False
+    try:
+        yield
+    except RegistryError as exc:
+        raise TargetError(str(exc)) from exc
 
 
 __all__ = ["KIND", "MlflowAliasTarget"]
