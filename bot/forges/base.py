@@ -69,6 +69,7 @@ class ChangeRequest:
     author_is_bot: bool = False
     labels: tuple[str, ...] = ()
     default_branch: str = "main"
+    merge_sha: str | None = None  # the commit the merge made on the base branch (merged PRs only)
 
     def facts(self) -> dict:
         """What policies see as ``input.pr``."""

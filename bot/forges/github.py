@@ -608,9 +608,12 @@ class GitHubReader:
         self._caches = forge.caches
 
     def changed_files(self, base: str, head: str) -> list[str]:
-        """Paths the pull request touches (both names of a rename), from the pull request files API."""
+        """Paths the pull request touches (both names of a rename), from the pull request files API.
+
+        ``head`` is the PR's head, or for a merged PR its merge commit (what the base branch now holds).
+        """
         cr = self.cr
-        if head not in (cr.head_sha, cr.head_ref):
+        if head not in (cr.head_sha, cr.head_ref) and (cr.merge_sha is None or head != cr.merge_sha):
             raise GitHubError(None, f"GitHub: pull request #{cr.number} is at {cr.head_sha[:12]}, not {head[:12]}: "
                                     "read the pull request again")
         key = (cr.number, cr.base_sha, cr.head_sha)
@@ -713,6 +716,7 @@ def to_change_request(pr: dict[str, Any], repo: str) -> ChangeRequest:
         author_is_bot=user.get("type") == "Bot" or login.endswith("[bot]"),
         labels=tuple(label["name"] for label in pr.get("labels") or []),
         default_branch=base_repo.get("default_branch") or "main",
+        merge_sha=pr.get("merge_commit_sha") if pr.get("merged") or pr.get("merged_at") else None,
     )
 
 
