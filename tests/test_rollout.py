@@ -453,6 +453,91 @@ def test_sweep_requeues_rollouts_whose_worker_died(store: Store, job_queue: JobQ
     assert rig.target.applies == {("2", 100): 1}
 
 
+# -- a real SIGKILL between the side effect and its outcome ---------------------------------------------
+
+
+class FileTarget(FakeTarget):
+    """A fake target whose state and apply log live in files, so they survive the worker process."""
+
+    def __init__(self, folder: str, hang_after: str | None = None, started: Any = None):
+        super().__init__()
+        self.folder, self.hang_after, self.started = folder, hang_after, started
+
+    def _serving(self) -> dict[str, list]:
+        path = f"{self.folder}/serving.json"
+        try:
+            with open(path) as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            return {}
+
+    def apply(self, dep, version, *, canary_percent=None, stable=None) -> None:
+        percent = canary_percent or 100
+        serving = self._serving()
+        serving["/".join(dep.key)] = [version.version, percent]
+        with open(f"{self.folder}/serving.json", "w") as fh:
+            json.dump(serving, fh)
+        with open(f"{self.folder}/applies.log", "a") as fh:
+            fh.write(f"v{version.version}:{percent}\n")
+        if self.hang_after == f"v{version.version}:{percent}":
+            self.started.set()
+            time.sleep(60)                                  # killed here
+
+    def health(self, dep, version, *, canary_percent=None) -> Health:
+        current = self._serving().get("/".join(dep.key))
+        ready = current == [version.version, canary_percent or 100]
+        return Health(Readiness.READY if ready else Readiness.PROGRESSING)
+
+
+def _doomed_rollout_worker(store_url: str, queue_url: str, queue_name: str, folder: str, started: Any) -> None:
+    store = Store.from_url(store_url)
+    queue = JobQueue.from_url(queue_url, queue_name)
+    target = FileTarget(folder, hang_after="v2:50", started=started)
+    RolloutWorker(store, queue, lambda kind, cluster: target, FakeRegistry(), lease_seconds=1).bind()
+    while True:
+        queue.drain()
+        time.sleep(0.01)
+
+
+def test_worker_process_killed_after_applying_finishes_in_another(store: Store, store_url: str,
+                                                                   job_queue: JobQueue, queue_url: str,
+                                                                   tmp_path) -> None:
+    import multiprocessing
+    import os
+    import signal
+
+    rid = start_rollout(store, repo=REPO, dep=deployment(canary=[10, 50, 100]), candidate=version(2),
+                        stable=version(1), trigger="merge", actor="alice", target="fake")
+    job_queue.enqueue_rollout(rid)
+    ctx = multiprocessing.get_context("fork")
+    started = ctx.Event()
+    proc = ctx.Process(target=_doomed_rollout_worker,
+                       args=(store_url, queue_url, job_queue.name, str(tmp_path), started))
+    proc.start()
+    try:
+        assert started.wait(60), "the worker never reached step 2"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(10)
+    record = store.get_rollout(rid)
+    assert (record.state, record.current_step) == ("applying", 1) and record.open_intent is not None
+
+    target = FileTarget(str(tmp_path))
+    worker = RolloutWorker(store, job_queue, lambda kind, cluster: target, FakeRegistry(),
+                           sweep_grace_seconds=0).bind()
+    job_queue.flush()                                        # whatever the dead worker had queued is gone
+    time.sleep(1.1)                                          # its 1 s lease runs out
+    assert worker.sweep() == [rid]
+    for _ in range(100):
+        if not job_queue.drain():
+            break
+    assert store.get_rollout(rid).state == "succeeded"
+    applies = (tmp_path / "applies.log").read_text().split()
+    assert sorted(applies) == ["v2:10", "v2:100", "v2:50"]   # each step reached the target once
+    confirmed = [e for e in outcomes(store, rid, "apply") if e.detail.get("confirmed")]
+    assert [e.percent for e in confirmed] == [50]
+
+
 # -- queueing, promotion order, /rollback --------------------------------------------------------------
 
 
