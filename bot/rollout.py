@@ -228,7 +228,11 @@ def rollback_to(store: Store, *, repo: str, dep: Deployment, version: ModelVersi
 
 
 def cancel_rollout(store: Store, rollout_id: int, reason: str, *, clock: Clock | None = None) -> bool:
-    """Ask an unfinished rollout to stop at its next advance (enqueue it to make that now)."""
+    """Ask an unfinished rollout to stop at its next advance (enqueue it to make that now).
+
+    A pending, applying or verifying rollout becomes ``cancelled`` without touching the target again (what
+    it applied stays: the caller restores what it wants, as :func:`rollback_to` does); one already
+    ``rolling_back`` finishes its rollback first."""
     return store.request_cancel(rollout_id, reason, now=(clock or store.now)())
 
 
