@@ -174,7 +174,7 @@ class KubernetesTarget:
         obj = self._read(DEPLOYMENT, dep.namespace, dep.name)
         health = deployment_health(obj, version)
         if health.state is Readiness.READY and self._read(SERVICE, dep.namespace, dep.name) is None:
-            return Health(Readiness.FAILED, f"Service {dep.namespace}/{dep.name} is missing", health.details)
+            return Health(Readiness.PROGRESSING, f"Service {dep.namespace}/{dep.name} is not there (yet)", health.details)
         return health
 
     def live(self, dep: Deployment) -> list[dict[str, Any]] | None:
@@ -362,11 +362,13 @@ def inference_service_health(obj: Mapping[str, Any] | None, version: ModelVersio
     READY: the object carries the version, KServe observed its generation, ``Ready`` is True,
     ``modelStatus.transitionStatus`` is ``UpToDate`` and the traffic split is in place (Knative:
     ``components.predictor.traffic``; Standard: ``status.canaryStatuses`` or ``CanaryPredictorReady``).
-    FAILED: a failed load or invalid spec, a watched condition False for a terminal reason, or the
-    live object no longer carries what was applied. PROGRESSING otherwise.
+    FAILED: a failed load or invalid spec, or a watched condition False for a terminal reason.
+    PROGRESSING otherwise — including an object that does not carry what was asked for (yet): the
+    rollout engine asks for a step's health after a crash to learn whether its apply arrived, so "not
+    applied" must never read as FAILED; a step that never gets there fails by its timeout.
     """
     if obj is None:
-        return Health(Readiness.FAILED, "InferenceService not found (deleted, or never applied)")
+        return Health(Readiness.PROGRESSING, "InferenceService not found (not applied yet, or deleted)")
     canary = None if canary_percent in (None, 100) else canary_percent
     mode = mode or (obj.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_DEPLOYMENT_MODE) or "Standard"
     status = obj.get("status") or {}
@@ -389,8 +391,8 @@ def _version_check(obj: Mapping[str, Any], status: Mapping[str, Any], version: M
     live = (obj.get("metadata", {}).get("labels") or {}).get(LABEL_VERSION)
     wanted = sanitize_label_value(str(version.version))
     if live != wanted:
-        return Readiness.FAILED, (f"{obj.get('kind', 'object')} {_name(obj)} carries version {live!r}, "
-                                  f"not {wanted!r}: it was changed after the apply")
+        return Readiness.PROGRESSING, (f"{obj.get('kind', 'object')} {_name(obj)} carries version {live!r}, "
+                                       f"not {wanted!r}: not applied yet, or changed after the apply")
     return None
 
 
@@ -402,13 +404,13 @@ def _spec_check(obj: Mapping[str, Any], status: Mapping[str, Any], version: Mode
         live = (spec.get("predictor") or {}).get("canaryTrafficPercent")
         live = None if live == 100 else live
         if live != canary:
-            return Readiness.FAILED, (f"spec.predictor.canaryTrafficPercent is {live}, not {canary}: "
-                                      f"the InferenceService was changed after the apply")
+            return Readiness.PROGRESSING, (f"spec.predictor.canaryTrafficPercent is {live}, not {canary}: "
+                                           f"not applied yet, or changed after the apply")
         return None
     stale = bool(spec.get("canary")) if canary is None else _standard_candidate(obj, version, canary) is None
     if stale:
-        return Readiness.FAILED, (f"spec.canary does not hold version {version.version} at {canary}%: "
-                                  f"the InferenceService was changed after the apply")
+        return Readiness.PROGRESSING, (f"spec.canary does not hold version {version.version} at {canary}%: "
+                                       f"not applied yet, or changed after the apply")
     return None
 
 
@@ -583,7 +585,7 @@ def deployment_health(obj: Mapping[str, Any] | None, version: ModelVersionInfo) 
     """Readiness of a live ``apps/v1`` Deployment for ``version``, as ``kubectl rollout status`` reads it:
     observed generation, updated / total / available replicas, and ``ProgressDeadlineExceeded``."""
     if obj is None:
-        return Health(Readiness.FAILED, "Deployment not found (deleted, or never applied)")
+        return Health(Readiness.PROGRESSING, "Deployment not found (not applied yet, or deleted)")
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     wanted = spec.get("replicas", 1)
     updated, total = status.get("updatedReplicas", 0), status.get("replicas", 0)
