@@ -11,7 +11,7 @@ import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -32,6 +32,10 @@ class ClusterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: Provider = Provider.OTHER
+    target: Literal["kubernetes", "mlflow-alias"] = Field(
+        "kubernetes", description="How rollouts reach this cluster: server-side apply of the rendered objects "
+                                  "(kubernetes), or moving the registry alias named after the environment "
+                                  "for serving stacks that follow aliases (mlflow-alias).")
     region: str | None = None
     gpus: bool = Field(False, description="The cluster has GPU nodes.")
     gpu_types: list[str] = Field(default_factory=list)
@@ -48,7 +52,7 @@ class ClusterConfig(BaseModel):
         """What policies see as ``input.cluster``."""
         return {"name": name, "provider": str(self.provider), "region": self.region, "onprem": self.onprem,
                 "gpus": self.gpus, "gpu_types": list(self.gpu_types), "labels": dict(self.labels),
-                "known": True}
+                "target": self.target, "known": True}
 
 
 class MlflowRegistryConfig(BaseModel):

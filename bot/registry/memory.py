@@ -22,10 +22,26 @@ class InMemoryRegistry:
         self.versions[(name, str(version))] = info
         return info
 
-    def resolve(self, name: str, *, version: int | None = None, alias: str | None = None) -> ModelVersionInfo:
-        self.calls += 1
+    def set_alias(self, name: str, alias: str, version: int | str) -> None:
+        self._up()
+        self.aliases[(name, alias)] = str(version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._up()
+        self.aliases.pop((name, alias), None)
+
+    def set_version_tag(self, name: str, version: int | str, key: str, value: str) -> None:
+        self._up()
+        info = self.versions[(name, str(version))]
+        self.versions[(name, str(version))] = replace(info, tags={**info.tags, key: value})
+
+    def _up(self) -> None:
         if self.down:
             raise RegistryError(self.down)
+
+    def resolve(self, name: str, *, version: int | None = None, alias: str | None = None) -> ModelVersionInfo:
+        self.calls += 1
+        self._up()
         if alias is not None:
             if (name, alias) not in self.aliases:
                 raise VersionNotFound(f"model {name!r} has no alias @{alias}")
