@@ -87,3 +87,21 @@ def test_locks_command_lists_what_pull_requests_hold(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELHERD_DATABASE_URL", url)
     out = CliRunner().invoke(main, ["locks"]).output
     assert "acme/models  fraud-detector/production  #7 by alice at abcdef1" in out
+
+
+def test_pull_state_is_replaced_on_each_publish(store: Store):
+    store.save_pull("r", 7, head_sha="a", base_sha="b", plan_conclusion="success", approvals_status="pending",
+                    comment_body="plan v1")
+    store.save_pull("r", 7, head_sha="c", base_sha="b", plan_conclusion="failure", approvals_status="pending",
+                    comment_body="plan v2")
+    record = store.pull("r", 7)
+    assert (record.head_sha, record.plan_conclusion, record.comment_body) == ("c", "failure", "plan v2")
+    assert store.pull("r", 8) is None
+
+
+def test_pins_until_the_revert_pull_request_merges(store: Store):
+    store.pin("r", "m", "production", version="3", reason="rollback by alice", actor="alice")
+    store.set_revert_pr("r", "m", "production", 12)
+    assert store.pinned("r", "m", "production").revert_pr == 12
+    assert [p.version for p in store.unpin_revert("r", 12)] == ["3"]
+    assert store.pinned("r", "m", "production") is None

@@ -28,13 +28,15 @@ from modelherd.store.db import Base, make_engine, utcnow
 from modelherd.store.effects import EffectsRepo
 from modelherd.store.events import DEFAULT_QUEUE_LEASE, Claim, EventRecord, EventsRepo, NewEvent
 from modelherd.store.locks import Busy, LockInfo, LocksRepo
+from modelherd.store.pins import PinRecord, PinsRepo
+from modelherd.store.pulls import PullRecord, PullsRepo
 from modelherd.store.models import Effect, Event, EventState
 from modelherd.store.rollouts import (
     LeaseLost, NewRollout, RolloutEventRecord, RolloutRecord, RolloutsRepo,
 )
 
 
-class Store(EventsRepo, EffectsRepo, LocksRepo, RolloutsRepo):
+class Store(EventsRepo, EffectsRepo, LocksRepo, RolloutsRepo, PullsRepo, PinsRepo):
     """Repository over one engine.  Thread-safe: each call opens its own short session."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow):
@@ -77,5 +79,5 @@ class Store(EventsRepo, EffectsRepo, LocksRepo, RolloutsRepo):
         return self.engine.dialect.name
 
 
-__all__ = ["Base", "Busy", "Claim", "LockInfo", "DEFAULT_QUEUE_LEASE", "Effect", "Event", "EventRecord", "EventState",
+__all__ = ["Base", "Busy", "Claim", "LockInfo", "PinRecord", "PullRecord", "DEFAULT_QUEUE_LEASE", "Effect", "Event", "EventRecord", "EventState",
            "LeaseLost", "NewEvent", "NewRollout", "RolloutEventRecord", "RolloutRecord", "Store"]
