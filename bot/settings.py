@@ -82,6 +82,20 @@ class GitHubSettings(BaseModel):
                                "workers (GitHub asks for about a second).")
 
 
+class GitLabSettings(BaseModel):
+    """A GitLab instance (gitlab.com or self-managed): where its API is, the token the bot acts with,
+    and the secret webhooks carry in ``X-Gitlab-Token``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field("https://gitlab.com", description="Base URL of the instance (the API is at <url>/api/v4).")
+    token: SecretStr = Field(description="Access token of the bot user (scope api), sent as PRIVATE-TOKEN.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="Secret token of the project/group webhooks; the server refuses to start without it.")
+    write_interval_seconds: float = Field(
+        0.5, ge=0, description="Least time between two mutating requests with the token, across all workers.")
+
+
 class _YamlFileSource(PydanticBaseSettingsSource):
     """Settings from the file named by ``MODELHERD_CONFIG`` (YAML or JSON)."""
 
@@ -109,6 +123,7 @@ class Settings(BaseSettings):
     clusters: dict[str, ClusterConfig] = Field(default_factory=dict,
                                                description="Clusters by the name manifests use.")
     github: GitHubSettings | None = Field(None, description="The GitHub App; omit to run without GitHub.")
+    gitlab: GitLabSettings | None = Field(None, description="A GitLab instance; omit to run without GitLab.")
     database_url: str = Field("sqlite:///modelherd.db",
                               description="SQLAlchemy URL of the store (sqlite:///… or postgresql+psycopg://…).")
     queue_url: str = Field("sqlite:///modelherd-queue.db",
