@@ -2,7 +2,8 @@
 
 Built once per worker process (``modelherd worker``, or the web process with ``worker_in_process``);
 clients, caches and token caches live as long as the process. Handlers receive everything from here
-and build nothing themselves.
+and build nothing themselves. The rollout engine is bound to the same queue, with its targets and a
+progress reporter that writes to the pull request through the repository's forge.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelherd.handlers import closed, commands, plan, unlock  # noqa: F401 (unlock registers /unlock)
+from modelherd.handlers import closed, commands, deploy, merge, plan, rollback, unlock  # noqa: F401 (commands register)
+from modelherd.progress import Progress
 from modelherd.queue import JobQueue
 from modelherd.registry import Registry
+from modelherd.rollout import RolloutWorker
 from modelherd.router import Router
 from modelherd.settings import Settings
 from modelherd.store import EventRecord, Store
+from modelherd.targets.factory import Targets
 from modelherd.worker import Handlers
 
-ROUTER = Router(plan.router, closed.router, commands.router)
+ROUTER = Router(plan.router, closed.router, merge.router, commands.router)
 
 
 def registries_from(settings: Settings) -> dict[str, Registry]:
@@ -40,15 +44,23 @@ def github_clients(settings: Settings) -> Any:
 
 
 def build(settings: Settings, store: Store, queue: JobQueue, *,
-          registries: Mapping[str, Registry] | None = None, github: Any = None) -> Handlers:
-    """The router of every feature, and a per-event dependency factory."""
+          registries: Mapping[str, Registry] | None = None, github: Any = None,
+          targets: Targets | None = None) -> Handlers:
+    """The router of every feature, a per-event dependency factory, and the bound rollout worker."""
     registries = dict(registries) if registries is not None else registries_from(settings)
     clusters = settings.cluster_facts()
     github = github or github_clients(settings)
+    targets = targets or Targets(settings, registries)
+
+    def forge_for_repo(repo: str) -> Any:
+        installation = store.installation_for("github", repo) if github is not None else None
+        return github.forge(installation, repo) if installation else None
+
+    RolloutWorker(store, queue, targets, registries, notify=Progress(store, forge_for_repo)).bind()
 
     def deps(event: EventRecord) -> dict[str, Any]:
-        found: dict[str, Any] = {"store": store, "queue": queue, "registries": registries,
-                                 "clusters": clusters, "clock": store.now}
+        found: dict[str, Any] = {"store": store, "queue": queue, "registries": registries, "clusters": clusters,
+                                 "clock": store.now, "targets": targets}
         if event.forge == "github" and github is not None and event.installation_id and event.repo:
             found["forge"] = github.forge(event.installation_id, event.repo)
         return found

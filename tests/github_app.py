@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,23 @@ def webhook_fixture(event: str, name: str) -> dict[str, Any]:
     return json.loads(shared_path("fixtures", "github", "webhooks", event, name).read_text())
 
 
+class Clock:
+    """The store's clock in these tests: real time, moved forward on demand (rollout waits, leases)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 class GitHubApp:
     def __init__(self, fake: Any, tmp_path: Path, registry: InMemoryRegistry, *, owner: str = "acme",
-                 name: str = "models"):
+                 name: str = "models", clusters: dict[str, ClusterConfig] | None = None,
+                 files: dict[str, str] | None = None):
         self.fake, self.registry = fake, registry
         key = tmp_path / "app.pem"
         key.write_text(fake.generate_app_key())
@@ -54,8 +69,9 @@ class GitHubApp:
             github=GitHubSettings(app_id=fake.state.app_id, private_key_path=key, webhook_secret=SECRET,
                                   api_url=fake.base_url, write_interval_seconds=0),
             database_url=f"sqlite:///{tmp_path / 'modelherd.db'}",
-            queue_url=f"sqlite:///{tmp_path / 'queue.db'}", clusters=CLUSTERS)
-        self.store = Store.from_url(self.settings.database_url)
+            queue_url=f"sqlite:///{tmp_path / 'queue.db'}", clusters=clusters or CLUSTERS)
+        self.clock = Clock()
+        self.store = Store.from_url(self.settings.database_url, clock=self.clock)
         self.store.upgrade()
         self.queue = JobQueue.from_url(self.settings.queue_url, "modelherd")
         clients = GitHubClients(self.settings.github, pacer=LocalPacer(PacingPolicy(write_interval=0)))
@@ -63,7 +79,7 @@ class GitHubApp:
                                      build(self.settings, self.store, self.queue, registries={"mlflow": registry},
                                            github=clients)).bind()
         self.client = create_app(self.settings, self.store, self.queue).test_client()
-        self.repo = fake.add_repo(owner, name, files=example_files())
+        self.repo = fake.add_repo(owner, name, files=files or example_files())
         self.installation = fake.installation_id(owner)
 
     # -- the repository --------------------------------------------------------------------------
@@ -140,6 +156,30 @@ class GitHubApp:
     # -- what GitHub shows -------------------------------------------------------------------------
     def comments(self, number: int) -> list[Any]:
         return self.fake.comments(self.repo, number)
+
+    def merge(self, number: int) -> str:
+        """Merge the PR on the fake and deliver the ``closed`` (merged) webhook; returns the merge commit."""
+        sha = self.fake.merge_pull(self.repo, number)
+        payload = self.pull_request_payload("closed", number)
+        payload["pull_request"] = {**payload["pull_request"], "merged": True, "merge_commit_sha": sha}
+        self.deliver("pull_request", payload)
+        return sha
+
+    def step(self, seconds: float = 15.0) -> None:
+        """Run the queued jobs, then move the clock on and run the delayed ones that came due."""
+        self.work()
+        self.clock.advance(seconds)
+        self.queue.run_scheduled(self.clock.now)
+        self.work()
+
+    def run_rollouts(self, rounds: int = 200) -> None:
+        """Run queued jobs until no rollout is left unfinished (bounded)."""
+        for _ in range(rounds):
+            self.step()
+            if not [r for r in self.store.list_rollouts(repo=self.repo) if not r.final]:
+                return
+        raise AssertionError("rollouts did not finish: " + ", ".join(
+            f"#{r.id} {r.model}/{r.environment} {r.state}" for r in self.store.list_rollouts(repo=self.repo)))
 
     def check(self, sha: str, name: str = "modelherd/plan") -> Any:
         runs = [r for r in self.fake.check_runs(self.repo, sha) if r.name == name]

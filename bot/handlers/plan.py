@@ -35,6 +35,7 @@ from modelherd.router import Router
 log = logging.getLogger(__name__)
 router = Router()
 
+COMMENT_LIMIT = 60_000     # GitHub takes 65,536; the rest is room for the rollouts section after a merge
 PLAN_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 REVIEW_ACTIONS = ("submitted", "edited", "dismissed")
 NO_MANIFEST_COMMENT = (f"{MARKER}\n\n### modelherd plan\n\nThis pull request no longer changes any model "
@@ -63,11 +64,16 @@ def refresh_pull_request(forge: Forge, number: int, *, store: Any, registries: M
     plan = build_plan(forge.reader(cr), cr.base_sha, cr.head_sha, ctx)
     apply_locks(plan, store, cr)
     outcome = evaluate_pull(forge, cr, requirements_for(plan.reports), plan.config)
+    body = NO_MANIFEST_COMMENT
     if plan.files:
         approvals_md = "#### Approvals\n\n" + summary_markdown(outcome)
-        forge.upsert_comment(number, MARKER, render_plan(plan, sections=[approvals_md]))
+        body = render_plan(plan, sections=[approvals_md], limit=COMMENT_LIMIT)
+        forge.upsert_comment(number, MARKER, body)
     else:
-        forge.upsert_comment(number, MARKER, NO_MANIFEST_COMMENT, create=False)
+        forge.upsert_comment(number, MARKER, body, create=False)
+    store.save_pull(forge.repo, number, head_sha=cr.head_sha, base_sha=cr.base_sha,
+                    plan_conclusion=plan.conclusion.value, approvals_status=outcome.status.value,
+                    comment_body=body)
     forge.report_check(cr.head_sha, plan_check(plan))
     forge.report_check(cr.head_sha, approvals_check(outcome))
     log.info("%s#%d at %s: plan %s, approvals %s", forge.repo, number, cr.head_sha[:7],

@@ -109,6 +109,14 @@ class EventsRepo:
                             ).scalar_one_or_none()
             return EventRecord.of(row) if row else None
 
+    def installation_for(self, forge: str, repo: str) -> int | None:
+        """The installation the newest delivery for ``repo`` came through (how background jobs such as
+        rollouts find the credentials of a repository)."""
+        with self._tx() as s:
+            return s.execute(select(Event.installation_id)
+                             .where(Event.forge == forge, Event.repo == repo, Event.installation_id.is_not(None))
+                             .order_by(Event.id.desc()).limit(1)).scalar_one_or_none()
+
     def count_events(self, state: EventState | None = None) -> int:
         with self._tx() as s:
             q = select(func.count()).select_from(Event)

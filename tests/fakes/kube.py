@@ -123,6 +123,7 @@ class Scenario:
     mode: str = "ready"
     after: int = 1
     message: str = ""
+    version: str | None = None      # only while the object carries this modelherd.dev/version label
 
 
 @dataclass
@@ -229,12 +230,13 @@ class FakeKube:
         return write_kubeconfig(path, {context or self.name: self}, tokens={context or self.name: token})
 
     def behave(self, namespace: str, name: str, mode: str, *, after: int = 1, kind: str | None = None,
-               message: str = "") -> None:
-        """How the object ``namespace/name`` (of ``kind``, or any kind) rolls out from now on."""
+               message: str = "", version: str | None = None) -> None:
+        """How the object ``namespace/name`` (of ``kind``, or any kind) rolls out from now on; with
+        ``version``, only while it carries that version (a bad model version fails, the old one loads)."""
         if mode not in set(ISVC_MODES) | set(DEPLOYMENT_MODES):
             raise ValueError(f"unknown scenario {mode!r}")
         with self.lock:
-            self.scenarios[(kind, namespace, name)] = Scenario(mode, after, message)
+            self.scenarios[(kind, namespace, name)] = Scenario(mode, after, message, version)
             for stored in self.objects.values():
                 if (stored.namespace, stored.name) == (namespace, name) and kind in (None, stored.kind.kind):
                     stored.polls = 0
@@ -421,6 +423,9 @@ class FakeKube:
     def _phase(self, stored: Stored) -> str:
         """``stale``, ``progressing`` or the scenario's outcome, from the polls since the spec changed."""
         scenario = self._scenario(stored.kind, stored.namespace, stored.name)
+        labels = (stored.composed().get("metadata") or {}).get("labels") or {}
+        if scenario.version is not None and labels.get("modelherd.dev/version") != scenario.version:
+            scenario = Scenario(after=scenario.after)
         if stored.polls <= scenario.after:
             return "stale" if stored.polls == 1 else "progressing"
         return "progressing" if scenario.mode in ("hang", "reject") else scenario.mode

@@ -1,0 +1,68 @@
+"""What happens when a pull request is merged into the default branch: its changes roll out.
+
+The merged change is planned again (base → merge commit, rules of the base) and every deployable
+change starts a rollout, per model in promotion order — production waits until staging's rollout of
+the same change succeeded. A protected environment whose approval rules were not satisfied at merge
+(an administrator merged past them) is not deployed. The PR gets one comment saying what started and
+what did not, and the plan comment shows each rollout's state as it goes (:mod:`modelherd.progress`).
+A merged revert pull request (opened by ``/rollback``) un-pins the environments it puts back in Git.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from modelherd.approval_facts import evaluate_pull
+from modelherd.checks.approvals import RuleStatus, requirements_for
+from modelherd.forges.base import Forge
+from modelherd.handlers.plan import pr_key, rfc3339
+from modelherd.planner import PlanContext, build_plan
+from modelherd.progress import rollout_reply
+from modelherd.promotion import start_for_plan
+from modelherd.router import Router
+
+log = logging.getLogger(__name__)
+router = Router()
+
+
+def unapproved_environments(forge: Forge, cr: Any, plan: Any) -> set[str]:
+    """Environments with an approval rule that was not satisfied at the PR's head."""
+    outcome = evaluate_pull(forge, cr, requirements_for(plan.reports), plan.config)
+    return {r.requirement.environment for r in outcome.results if r.status is not RuleStatus.SATISFIED}
+
+
+@router.register("pull_request", action="closed")
+def on_merged(event: Any, *, forge: Forge, store: Any, registries: Mapping[str, Any], clusters: Mapping[str, dict],
+              clock: Callable[[], datetime], queue: Any, targets: Any, **_: Any) -> None:
+    """Roll out what a PR merged into the default branch changed."""
+    if not event.payload["pull_request"].get("merged"):
+        return
+    number = int(event.payload["pull_request"]["number"])
+    for pin in store.unpin_revert(forge.repo, number):
+        log.info("%s#%d merged: %s/%s follows Git again", forge.repo, number, pin.model, pin.environment)
+    cr = forge.change_request(number)
+    if cr.base_ref != cr.default_branch or not cr.merge_sha:
+        return
+
+    def start() -> list[int]:
+        ctx = PlanContext(registries=registries, clusters=clusters, now=rfc3339(clock()), pr=cr.facts())
+        plan = build_plan(forge.reader(cr), cr.base_sha, cr.merge_sha, ctx)
+        if not plan.has_changes:
+            return []
+        unapproved = unapproved_environments(forge, cr, plan)
+        live = {r.change.environment for r in plan.reports}
+        started = start_for_plan(plan, store=store, kind_of=targets.kind_of, enqueue=queue.enqueue_rollout, repo=cr.repo,
+                                 actor=cr.author, pr=number, sha=cr.merge_sha, trigger="merge",
+                                 environments=live - unapproved)
+        skipped = started.skipped + [(r, "its approval rules were not satisfied when it was merged")
+                                     for r in plan.reports if r.change.environment in unapproved
+                                     and r.change.action.value != "no change"]
+        forge.create_comment(number, "### modelherd: merged, rolling out\n\n" + rollout_reply(started.rollouts, skipped))
+        return [rollout_id for _, rollout_id in started.rollouts]
+
+    with store.mutex(pr_key(forge.repo, number)):
+        ids = store.run_once(f"merge:{forge.repo}#{number}", start, event_id=event.id)
+    log.info("%s#%d merged at %s: rollouts %s", forge.repo, number, cr.merge_sha[:7], ids)

@@ -1,0 +1,97 @@
+"""``/rollback [env] [--to VERSION]``: restore, at once, the version that served before this pull request
+(or ``VERSION``) in an environment, then keep Git the source of truth.
+
+On a merged pull request modelherd opens a revert pull request that puts the manifests back as they
+were before it, and pins the environment until that merges, so drift detection does not undo the
+rollback. On an open pull request (after ``/deploy``) Git still says the old version, so nothing is
+pinned. The rolled-back version is tagged rejected in the registry by the rollout engine.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from modelherd.commands import Command
+from modelherd.escape import md_code
+from modelherd.forges.base import NothingToRevert
+from modelherd.handlers.commands import CommandContext, command
+from modelherd.manifest import Deployment
+from modelherd.registry import RegistryError, VersionNotFound
+from modelherd.repoconfig import CONFIG_FILE, parse_config
+from modelherd.rollout import rollback_to
+
+log = logging.getLogger(__name__)
+
+
+def _latest_by_model(ctx: CommandContext, env: str | None) -> tuple[str | None, dict]:
+    """The environment, and per model the newest rollout this PR made there."""
+    mine = ctx.store.list_rollouts(repo=ctx.cr.repo, pr_number=ctx.cr.number)   # newest first
+    mine = [r for r in mine if r.trigger != "rollback"]
+    env = env or (mine[0].environment if mine else None)
+    latest: dict = {}
+    for r in mine:
+        if r.environment == env and r.model not in latest:
+            latest[r.model] = r
+    return env, latest
+
+
+def _revert_pull(ctx: CommandContext, models: list[str], env: str, version_text: str) -> int | None:
+    """Open the pull request that puts the PR's manifests back as they were before it."""
+    cr = ctx.cr
+    reader = ctx.forge.reader(cr)
+    config, _ = parse_config(reader.read_many(cr.base_sha, [CONFIG_FILE]).get(CONFIG_FILE))
+    paths = [p for p in reader.changed_files(cr.base_sha, cr.merge_sha or cr.head_sha) if config.is_manifest(p)]
+    before = reader.read_many(cr.base_sha, paths)
+    files = {p: (raw.decode("utf-8") if raw is not None else None) for p, raw in before.items()}
+    title = f"Revert #{cr.number}: roll back {', '.join(models)} in {env} to {version_text}"
+    body = (f"`/rollback` by {ctx.actor} on #{cr.number} restored {version_text} in `{env}`.\n\n"
+            "This pull request puts the manifests back as they were before #"
+            f"{cr.number}, so Git says what serves again; until it merges, `{env}` is pinned and drift "
+            "detection leaves it alone.")
+    try:
+        return ctx.forge.open_revert_pull(cr.default_branch, files, branch=f"modelherd/revert-{cr.number}",
+                                          title=title, body=body)
+    except NothingToRevert:
+        return None
+
+
+@command("rollback")
+def rollback(ctx: CommandContext, cmd: Command) -> str:
+    env, latest = _latest_by_model(ctx, cmd.environment)
+    if not latest:
+        where = f" to {md_code(env)}" if env else ""
+        return f"ℹ️ nothing to roll back: this pull request has not deployed{where}"
+    registries = ctx.deps["registries"]
+    lines, rolled = [], []
+    for model, record in sorted(latest.items()):
+        dep = Deployment.model_validate(record.spec)
+        wanted = cmd.option("to") or record.from_version
+        if wanted is None:
+            lines.append(f"- ⏭️ {md_code(model)}: there was no version before this pull request in {md_code(env)}")
+            continue
+        registry = registries.get(dep.model.registry)
+        if registry is None:
+            lines.append(f"- ❌ {md_code(model)}: registry {md_code(dep.model.registry)} is not configured")
+            continue
+        try:
+            version = registry.resolve(dep.model.name, version=int(wanted))
+            current = registry.resolve(dep.model.name, version=int(record.to_version))
+        except (RegistryError, VersionNotFound) as exc:
+            lines.append(f"- ❌ {md_code(model)}: {exc}")
+            continue
+        rollout_id = rollback_to(ctx.store, repo=ctx.cr.repo, dep=dep, version=version, current=current,
+                                 actor=ctx.actor, pr=ctx.cr.number, sha=record.sha, target=record.target,
+                                 reason=f"/rollback by {ctx.actor} on #{ctx.cr.number}")
+        ctx.deps["queue"].enqueue_rollout(rollout_id)
+        rolled.append((model, version.version))
+        lines.append(f"- ↩️ {md_code(model)} in {md_code(env)}: v{record.to_version} → v{version.version} "
+                     f"(rollout #{rollout_id})")
+    if rolled and ctx.cr.state == "merged":
+        versions = ", ".join(f"v{v}" for _, v in rolled)
+        revert = _revert_pull(ctx, [m for m, _ in rolled], env, versions)
+        for model, version in rolled:
+            ctx.store.pin(ctx.cr.repo, model, env, version=version, actor=ctx.actor, revert_pr=revert,
+                          reason=f"/rollback on #{ctx.cr.number}")
+        lines.append(f"- 📌 {md_code(env)} is pinned until #{revert} (the revert pull request) merges" if revert
+                     else f"- 📌 {md_code(env)} is pinned: the default branch already matches; unpin by merging a change")
+    return "rolling back:\n\n" + "\n".join(lines)

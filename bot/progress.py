@@ -1,0 +1,143 @@
+"""Rollout progress back to the pull request: a forge deployment per model and environment, the
+``modelherd/rollout`` check on the deployed commit, and a "Rollouts" section in the plan comment.
+
+Only state changes that a person follows are reported (a step starts, the rollout succeeds, fails,
+rolls back or is cancelled), so a three-step canary costs about a dozen writes, not one per engine
+event. Errors here are logged by the engine and never stop a rollout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from modelherd.comment import GITHUB_LIMIT
+from modelherd.escape import md_cell, md_code
+from modelherd.forges.base import CheckReport, CheckStatus, Forge
+from modelherd.store.rollouts import RolloutEventRecord, RolloutRecord
+
+log = logging.getLogger(__name__)
+
+ROLLOUT_CHECK = "modelherd/rollout"
+REPORTED = frozenset({"applying", "rolling_back", "succeeded", "failed", "rolled_back", "cancelled", "superseded"})
+DEPLOYMENT_STATE = {"pending": "queued", "applying": "in_progress", "verifying": "in_progress",
+                    "rolling_back": "in_progress", "succeeded": "success", "failed": "failure",
+                    "rolled_back": "failure", "cancelled": "inactive", "superseded": "inactive"}
+ICON = {"pending": "⏳", "applying": "🔄", "verifying": "🔎", "rolling_back": "↩️", "succeeded": "✅",
+        "failed": "❌", "rolled_back": "↩️", "cancelled": "⏹️", "superseded": "⏭️"}
+
+
+def environment_name(record: RolloutRecord) -> str:
+    """The forge environment of a rollout: one per environment and model (``production/fraud-detector``)."""
+    return f"{record.environment}/{record.model}"
+
+
+def step_text(record: RolloutRecord) -> str:
+    """``canary 50% (step 2 of 3)``, ``100%``, or the final state in words."""
+    if record.state in ("applying", "verifying") and record.steps:
+        k = min(record.current_step, len(record.steps) - 1)
+        percent = record.steps[k]
+        label = f"{percent}%" if len(record.steps) == 1 else f"canary {percent}% (step {k + 1} of {len(record.steps)})"
+        return label if record.state == "applying" else f"{label}, verifying"
+    if record.state == "rolling_back":
+        return f"rolling back to v{record.from_version}" if record.from_version else "removing the failed create"
+    if record.state == "rolled_back":
+        return f"rolled back to v{record.from_version}" if record.from_version else "removed"
+    return record.state.replace("_", " ")
+
+
+def description(record: RolloutRecord) -> str:
+    change = f"v{record.from_version} → v{record.to_version}" if record.from_version else f"v{record.to_version}"
+    text = f"{record.model} {change}: {step_text(record)}"
+    if record.error and record.state in ("failed", "rolled_back", "rolling_back"):
+        text += f" ({record.error})"
+    return text
+
+
+def rollouts_table(records: list[RolloutRecord]) -> str:
+    """Markdown: one row per rollout (all text escaped)."""
+    rows = ["| | Model | Environment | Version | State |", "|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: r.id):
+        change = f"v{r.from_version} → v{r.to_version}" if r.from_version else f"v{r.to_version}"
+        state = step_text(r) + (f" — {r.error}" if r.error and r.final and r.state != "succeeded" else "")
+        rows.append(f"| {ICON.get(r.state, '')} | {md_cell(r.model)} | {md_cell(r.environment)} | {change} "
+                    f"| {md_cell(state)} |")
+    return "\n".join(rows)
+
+
+def rollout_check(records: list[RolloutRecord]) -> CheckReport:
+    """``modelherd/rollout`` on a commit: in progress until every rollout of it is final."""
+    summary = rollouts_table(records)
+    if not all(r.final for r in records):
+        active = [r for r in records if not r.final]
+        return CheckReport(ROLLOUT_CHECK, CheckStatus.IN_PROGRESS, None,
+                           f"Rolling out: {', '.join(f'{r.model}/{r.environment}' for r in active)}"[:250], summary)
+    failed = [r for r in records if r.state not in ("succeeded", "superseded")]
+    title = (f"{len(failed)} of {len(records)} rollout(s) did not succeed" if failed
+             else f"{len(records)} rollout(s) succeeded")
+    return CheckReport(ROLLOUT_CHECK, CheckStatus.COMPLETED, "failure" if failed else "success", title, summary)
+
+
+class Progress:
+    """The rollout engine's ``notify(record, event)``: publishes progress through the repository's forge."""
+
+    def __init__(self, store: Any, forge_for_repo: Callable[[str], Forge | None]):
+        self.store = store
+        self.forge_for_repo = forge_for_repo
+
+    def __call__(self, record: RolloutRecord, event: RolloutEventRecord) -> None:
+        # State changes are logged as transitions or as the outcome of the side effect that caused them
+        # (a verified step moves to the next one; marking the version live completes the rollout).
+        if event.kind not in ("transition", "outcome") or record.state not in REPORTED:
+            return
+        forge = self.forge_for_repo(record.repo)
+        if forge is None:
+            return
+        self._deployment(forge, record)
+        if record.sha:
+            same_commit = [r for r in self._related(record) if r.sha == record.sha]
+            forge.report_check(record.sha, rollout_check(same_commit))
+        if record.pr_number:
+            self._comment(forge, record)
+
+    def _related(self, record: RolloutRecord) -> list[RolloutRecord]:
+        if record.pr_number is None:
+            return [record]
+        return self.store.list_rollouts(repo=record.repo, pr_number=record.pr_number, newest_first=False)
+
+    def _deployment(self, forge: Forge, record: RolloutRecord) -> None:
+        if not record.sha:
+            return
+        deployment_id = self.store.run_once(
+            f"deployment:{record.repo}:{record.id}",
+            lambda: forge.create_deployment(record.sha, environment_name(record), description=description(record),
+                                            payload={"modelherd_rollout": record.id, "model": record.model,
+                                                     "version": record.to_version},
+                                            production=record.environment.startswith("prod")))
+        url = (record.spec or {}).get("url")
+        forge.set_deployment_status(str(deployment_id), DEPLOYMENT_STATE[record.state],
+                                    description=description(record), environment_url=url)
+
+    def _comment(self, forge: Forge, record: RolloutRecord) -> None:
+        saved = self.store.pull(record.repo, record.pr_number)
+        if saved is None or not saved.comment_body:
+            return
+        section = "\n\n#### Rollouts\n\n" + rollouts_table(self._related(record))
+        body = saved.comment_body[: GITHUB_LIMIT - len(section) - 1] + section
+        from modelherd.comment import MARKER
+
+        forge.upsert_comment(record.pr_number, MARKER, body, create=False)
+
+
+def rollout_reply(started: list[tuple[Any, int]], skipped: list[tuple[Any, str]]) -> str:
+    """The reply to a command (or merge note) that started rollouts: what started, what did not and why."""
+    lines = []
+    for report, rollout_id in started:
+        c = report.change
+        frm = f"v{report.current.version} → " if report.current else ""
+        lines.append(f"🚀 {md_code(c.name)} {frm}v{report.candidate.version} to {md_code(c.environment)} "
+                     f"(rollout #{rollout_id}, {c.deployment.rollout.strategy})")
+    for report, reason in skipped:
+        lines.append(f"⏭️ {md_code(report.change.name)} in {md_code(report.change.environment)} not deployed: {reason}")
+    return "\n".join(f"- {line}" for line in lines) if lines else "nothing to deploy"
