@@ -13,6 +13,8 @@ and says whether they differ **in the fields modelherd manages**:
   Other lists are compared whole, as an apply replaces them.
 * Fields modelherd writes only during a canary (:data:`CANARY_FIELDS`) count when they are live but
   not in Git: a canary left at 10% is drift. ``canaryTrafficPercent: 100`` means the same as none.
+* Resource quantities compare by amount (``0.5`` and ``500m`` are the same CPU), as the API server
+  rewrites them in canonical form.
 * A live object that modelherd manages (``app.kubernetes.io/managed-by: modelherd``) but that Git no
   longer renders (a stale HPA) is drift; a desired object that is not live is *missing*.
 
@@ -24,6 +26,7 @@ string through :mod:`modelherd.escape`), :func:`drift_check` as the ``modelherd/
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +48,7 @@ CANARY_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
 _SHOWN_METADATA = ("name", "namespace", "labels", "annotations")
 _FOREIGN_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 _PATHS_IN_SUMMARY = 3
+_QUANTITY_PATH = re.compile(r"\.resources\.(requests|limits)(\.|\[)")
 
 ObjectKey = tuple[Any, Any, Any, Any]
 
@@ -237,7 +241,21 @@ def field_changes(live: Any, desired: Any, path: str = "") -> list[tuple[str, An
         for item in desired:
             out.extend(field_changes(live_by.get(item["name"]), item, f"{path}[{item['name']}]"))
         return out
-    return [] if live == desired else [(path, live, desired)]
+    return [] if _same_value(path, live, desired) else [(path, live, desired)]
+
+
+def _same_value(path: str, live: Any, desired: Any) -> bool:
+    """Equal values; resource quantities by amount (the API server writes ``0.5`` back as ``500m``)."""
+    if live == desired:
+        return True
+    if isinstance(live, str) and isinstance(desired, str) and _QUANTITY_PATH.search(path):
+        from kubernetes.utils import parse_quantity
+
+        try:
+            return parse_quantity(live) == parse_quantity(desired)
+        except ValueError:
+            return False
+    return False
 
 
 def _join(path: str, key: Any) -> str:

@@ -169,15 +169,16 @@ class _Scan:
 
 def _check_one(scan: _Scan, dep: Deployment, repo: str, is_pinned: IsPinned | None) -> DriftItem | None:
     """The drift item of one model/environment, or None when it matches Git."""
-    base = {"model": dep.name, "environment": dep.environment, "cluster": dep.cluster}
-    if dep.cluster in scan.down:
-        return DriftItem(**base, kind="unknown", summary=scan.down[dep.cluster])
+    base: dict[str, Any] = {"model": dep.name, "environment": dep.environment, "cluster": dep.cluster}
     try:
         pinned = bool(is_pinned(repo, dep.name, dep.environment)) if is_pinned is not None else False
     except Exception as exc:  # noqa: BLE001  # the pin store is down: do not compare, and above all do not heal
         return DriftItem(**base, kind="unknown", summary=f"cannot tell whether it is pinned: {_one_line(exc)}")
     if pinned:
         scan.pinned.add((dep.name, dep.environment))
+        base["pinned"] = True
+    if dep.cluster in scan.down:
+        return DriftItem(**base, kind="unknown", summary=scan.down[dep.cluster])
     try:
         kind = scan.kind_of(dep.cluster)
         version = scan.resolve(dep.model)
@@ -197,8 +198,8 @@ def _check_one(scan: _Scan, dep: Deployment, repo: str, is_pinned: IsPinned | No
     found = compare(wanted, live, live_name=f"live ({dep.cluster})", desired_name="git")
     if found.kind is None:
         return None
-    return DriftItem(**base, kind=found.kind, summary=found.summary, diff=found.diff, pinned=pinned,
-                     target=kind, desired_version=str(version.version), live_version=object_version(live))
+    return DriftItem(**base, kind=found.kind, summary=found.summary, diff=found.diff, target=kind,
+                     desired_version=str(version.version), live_version=object_version(live))
 
 
 def desired_objects(dep: Deployment, version: ModelVersionInfo, target: Target, kind: str) -> list[dict[str, Any]]:

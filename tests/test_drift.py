@@ -234,6 +234,20 @@ def test_pinned_environments_are_compared_never_healed_and_not_counted(world: Wo
     assert "pinned (a rollback waits for its revert PR; not healed)" in drift_markdown(report)
 
 
+def test_when_pins_cannot_be_read_nothing_is_healed(world: World) -> None:
+    commit(world.repo, ".modelherd.yaml", SELF_HEAL_STAGING)
+    world.deploy_all()
+    world.fakes["onprem-gpu"].edit("Deployment", "search-staging", "search-reranker", {"spec": {"replicas": 7}})
+    healed: list[Any] = []
+
+    def is_pinned(repo: str, model: str, environment: str) -> bool:
+        raise ConnectionError("store unreachable")
+
+    report = world.scan(is_pinned=is_pinned, heal=lambda dep, version: healed.append(dep))
+    assert healed == [] and len(report.unknown) == 6 and report.exit_code() == 2
+    assert report.items[0].summary == "cannot tell whether it is pinned: store unreachable"
+
+
 def test_self_heal_only_where_enabled_and_it_restores_git(world: World) -> None:
     commit(world.repo, ".modelherd.yaml", SELF_HEAL_STAGING)
     world.deploy_all()
@@ -459,6 +473,19 @@ def test_a_leftover_object_of_ours_is_drift_and_foreign_ones_are_not() -> None:
     assert "-  maxReplicas: 4" in found.diff and "uid" not in found.diff and "currentReplicas" not in found.diff
     foreign = {**hpa, "metadata": {"name": "ranker", "namespace": "ml"}}
     assert compare(desired, [*_as_served(desired), foreign]).kind is None
+
+
+def test_quantities_compare_by_amount() -> None:
+    desired = _dep_objects()
+    container = desired[0]["spec"]["template"]["spec"]["containers"][0]
+    container["resources"] = {"requests": {"cpu": "0.5", "memory": "1Gi"}}
+    served = _as_served(desired)
+    served[0]["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "500m",
+                                                                                        "memory": "1024Mi"}}
+    assert compare(desired, served).kind is None
+    served[0]["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "2"
+    assert [c.path for c in compare(desired, served).changes] == \
+        ["spec.template.spec.containers[model].resources.requests.cpu"]
 
 
 def test_full_traffic_canary_percent_is_no_drift() -> None:
