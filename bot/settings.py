@@ -82,6 +82,41 @@ class GitHubSettings(BaseModel):
                                "workers (GitHub asks for about a second).")
 
 
+class SlackChannels(BaseModel):
+    """Channels by what a message is about; the most specific match wins: kind, then team, then environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kinds: dict[str, str] = Field(default_factory=dict, description=(
+        "Channel per event kind: plan_ready, approval, deploy_started, canary_step, deploy_succeeded, "
+        "deploy_failed, deploy_cancelled, rolled_back, manual_rollback, drift_found, lock_conflict."))
+    teams: dict[str, str] = Field(default_factory=dict,
+                                  description="Channel per model owner team (@org/team, as manifests name it).")
+    environments: dict[str, str] = Field(default_factory=dict, description="Channel per environment.")
+
+
+class SlackRouting(BaseModel):
+    """Where Slack messages of a scope go: the server, one repository, or a repo's ``.modelherd.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="false: this scope sends nothing to Slack.")
+    default_channel: str | None = Field(None, description="Channel id (C0123…) or #name when nothing more specific matches.")
+    channels: SlackChannels = Field(default_factory=SlackChannels)
+
+
+class SlackSettings(SlackRouting):
+    """Slack notifications (``MODELHERD_SLACK__TOKEN``, ``MODELHERD_SLACK__BASE_URL``) and their routing."""
+
+    token: SecretStr = Field(description="Bot token (xoxb-…) with chat:write.")
+    base_url: str = Field("https://slack.com/api/", description="Slack Web API root (a fake in tests).")
+    repos: dict[str, SlackRouting] = Field(
+        default_factory=dict, description="Routing per repository (owner/name); enabled: false mutes one.")
+    prominent_environments: list[str] = Field(
+        default_factory=lambda: ["production", "prod"],
+        description="Environments whose failures and rollbacks are also broadcast to the channel.")
+
+
 class GitLabSettings(BaseModel):
     """A GitLab instance (gitlab.com or self-managed): where its API is, the token the bot acts with,
     and the secret webhooks carry in ``X-Gitlab-Token``."""
@@ -124,11 +159,14 @@ class Settings(BaseSettings):
                                                description="Clusters by the name manifests use.")
     github: GitHubSettings | None = Field(None, description="The GitHub App; omit to run without GitHub.")
     gitlab: GitLabSettings | None = Field(None, description="A GitLab instance; omit to run without GitLab.")
+    slack: SlackSettings | None = Field(None, description="Slack notifications; omit to send none.")
     database_url: str = Field("sqlite:///modelherd.db",
                               description="SQLAlchemy URL of the store (sqlite:///… or postgresql+psycopg://…).")
     queue_url: str = Field("sqlite:///modelherd-queue.db",
                            description="Job queue: sqlite:///FILE (embedded) or redis://HOST:PORT/DB (scale-out).")
     queue_name: str = Field("modelherd", description="Queue name; also the Redis key prefix (huey.*.<name>).")
+    drift_interval_seconds: float = Field(600.0, ge=30, description="How often each repository's default "
+                                          "branch is compared with what serves (besides every push).")
     worker_in_process: bool = Field(False, description="`modelherd serve` also runs the job worker in-process.")
 
     @classmethod

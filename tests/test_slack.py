@@ -1,0 +1,467 @@
+"""Slack notifications: messages, routing, the thread model, and delivery through a fake Slack over HTTP.
+
+The fake (:mod:`tests.fakes.slack`) validates every call against Slack's Web API description and
+records what a reader would see; slack-sdk's ``WebClient`` talks to it over real HTTP with its retry
+handlers.  Rollout events come from the real rollout engine driven by ``tests.test_rollout``'s rig.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelherd.queue import JobQueue
+from modelherd.rollout import rollback_to
+from modelherd.settings import SlackChannels, SlackRouting, SlackSettings
+from modelherd.slack import Kind, Links, Notifier, PullContext, SlackEvent, route
+from modelherd.slack.messages import detail_message, fold, new_summary, summary_message
+from modelherd.slack.notifier import make_client
+from modelherd.store import Store
+from modelherd.store.slack import slack_repo
+from tests.fakes.slack import FakeSlack, Posted
+from tests.test_rollout import REPO, Rig, deployment, version
+
+# The fake_slack fixture (until tests/conftest.py lists "tests.fakes.slack" in its pytest_plugins).
+pytest_plugins = ["tests.fakes.slack"]
+
+PR = 7
+PR_URL = f"https://github.com/{REPO}/pull/{PR}"
+_names = itertools.count()
+
+
+# -- fixtures and helpers -------------------------------------------------------------------------------
+
+
+class Clock:
+    """The notifier's store clock: settable, so backoff delays cost no real time."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def slack_store(tmp_path: Path, clock: Clock) -> Any:
+    store = Store.from_url(f"sqlite:///{tmp_path / 'store.db'}", clock=clock)
+    store.upgrade()
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def queue() -> Any:
+    q = JobQueue.from_url("memory://", name=f"slack-test-{next(_names)}")
+    yield q
+    q.flush()
+
+
+def settings_for(fake: FakeSlack, **kw: Any) -> SlackSettings:
+    kw.setdefault("default_channel", "#deploys")
+    return SlackSettings(token=fake.token, base_url=fake.base_url, **kw)
+
+
+def make_notifier(store: Any, queue: Any, fake: FakeSlack, **kw: Any) -> Notifier:
+    settings = kw.pop("settings", None) or settings_for(fake)
+    client = make_client(settings, retry_interval=0.01)
+    return Notifier(store, queue, settings, client=client, **kw)
+
+
+def event(kind: str, key: str, **kw: Any) -> SlackEvent:
+    defaults: dict[str, Any] = {"repo": REPO, "pr_number": PR, "pr_url": PR_URL, "pr_title": "Bump churn to v2",
+                                "author": "alice", "model": "churn", "environment": "staging",
+                                "version_from": "1", "version_to": "2"}
+    defaults.update(kw)
+    return SlackEvent(kind=kind, key=key, **defaults)
+
+
+def run_scheduled(queue: JobQueue) -> int:
+    """Run every scheduled job now (as the consumer would once they are due); how many."""
+    far = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=2)
+    tasks = queue.huey.read_schedule(far)
+    for task in tasks:
+        queue.huey.execute(task, timestamp=far)
+    return len(tasks)
+
+
+def texts(message: Posted) -> list[str]:
+    return [message.text or "", *message.mrkdwn()]
+
+
+class SlackRig(Rig):
+    """The rollout test rig whose engine notifies Slack too."""
+
+    def __init__(self, store: Store, notifier: Notifier):
+        super().__init__(store)
+        self.slack = notifier.rollout_notifier(lambda record: PullContext(
+            url=PR_URL, title="Bump churn to v2", author="alice",
+            links=Links(deployment=f"https://github.com/{REPO}/deployments/{record.environment}",
+                        registry=f"https://mlflow.example/#/models/churn-model/versions/{record.to_version}")))
+
+    def notify(self, record: Any, event: Any) -> None:
+        super().notify(record, event)
+        self.slack(record, event)
+
+
+# -- messages (pure) ------------------------------------------------------------------------------------
+
+
+def test_detail_message_has_links_fallback_and_no_broadcast_for_staging_success() -> None:
+    msg = detail_message(event(Kind.DEPLOY_SUCCEEDED, "k", links=Links(
+        check="https://github.com/octo/models/runs/1", deployment="https://github.com/octo/models/deployments",
+        registry="https://mlflow.example/#/models/churn-model/versions/2")))
+    assert not msg.broadcast
+    assert msg.text.startswith("octo/models#7: Deployed: churn in staging serves v2")
+    context = msg.blocks[-1]["elements"][0]["text"]
+    assert f"<{PR_URL}|PR #7>" in context and "|check>" in context and "|registry v2>" in context
+
+
+def test_production_failure_is_prominent_and_staging_failure_is_not() -> None:
+    prod = detail_message(event(Kind.DEPLOY_FAILED, "k", environment="production", text="step 2 failed"))
+    staging = detail_message(event(Kind.DEPLOY_FAILED, "k", environment="staging", text="step 2 failed"))
+    assert prod.broadcast and ":rotating_light:" in prod.blocks[0]["text"]["text"]
+    assert prod.text.startswith("[PRODUCTION]")
+    assert not staging.broadcast and ":warning:" in staging.blocks[0]["text"]["text"]
+    rollback = detail_message(event(Kind.MANUAL_ROLLBACK, "k", environment="production", state="started"))
+    assert rollback.broadcast
+
+
+def test_summary_folds_events_per_environment() -> None:
+    summary = new_summary(REPO, PR)
+    for e in (event(Kind.PLAN_READY, "a", needs=("1 approval from @octo/risk",)),
+              event(Kind.APPROVAL, "b", actor="bob"),
+              event(Kind.DEPLOY_SUCCEEDED, "c"),
+              event(Kind.DEPLOY_FAILED, "d", environment="production")):
+        summary = fold(summary, e)
+    msg = summary_message(summary)
+    body = "\n".join(b["text"]["text"] for b in msg.blocks if b["type"] == "section")
+    assert "Plan approved" in body
+    assert "churn · staging: v1 → v2, deployed" in body
+    assert "churn · production: v1 → v2, failed, rolling back" in body
+    assert msg.digest() != summary_message(new_summary(REPO, PR)).digest()
+
+
+def test_untrusted_link_targets_are_dropped() -> None:
+    msg = detail_message(event(Kind.DEPLOY_STARTED, "k", pr_url="javascript:alert(1)",
+                               links=Links(check="https://x.example/a?b=1&c=<2>|3")))
+    context = msg.blocks[-1]["elements"][0]["text"]
+    assert "javascript" not in context
+    assert "<https://x.example/a?b=1&amp;c=%3C2%3E%7C3|check>" in context
+
+
+# -- routing (pure) -------------------------------------------------------------------------------------
+
+
+ROUTED = SlackSettings(
+    token="xoxb-t", default_channel="#deploys",
+    channels=SlackChannels(environments={"production": "#prod-deploys"}, teams={"@octo/risk-ml": "#risk-ml"},
+                           kinds={"drift_found": "#model-drift"}),
+    repos={"octo/quiet": SlackRouting(enabled=False), "octo/other": SlackRouting(default_channel="#other")})
+
+
+@pytest.mark.parametrize(("kw", "expected"), [
+    ({}, "#deploys"),                                                             # default
+    ({"environment": "Production"}, "#prod-deploys"),                             # per environment
+    ({"owners": ("alice", "@Octo/Risk-ML")}, "#risk-ml"),                         # per owner team
+    ({"owners": ("@octo/risk-ml",), "environment": "production"}, "#risk-ml"),    # team beats environment
+    ({"kind": Kind.DRIFT, "owners": ("@octo/risk-ml",)}, "#model-drift"),         # kind beats team
+    ({"repo": "octo/other"}, "#other"),                                           # per-repo default
+    ({"repo": "octo/other", "environment": "production"}, "#prod-deploys"),       # rule beats repo default
+    ({"repo": "Octo/Quiet"}, None),                                               # a repo that sends nothing
+])
+def test_routing(kw: dict[str, Any], expected: str | None) -> None:
+    kind = kw.pop("kind", Kind.DEPLOY_STARTED)
+    assert route(event(kind, "k", **kw), ROUTED) == expected
+
+
+def test_repo_config_routes_and_mutes() -> None:
+    e = event(Kind.DEPLOY_FAILED, "k", environment="production")
+    assert route(e, ROUTED, {"channels": {"environments": {"production": "#models-prod"}}}) == "#models-prod"
+    assert route(e, ROUTED, SlackRouting(enabled=False)) is None
+    assert route(e, None) is None                                      # Slack not configured
+    assert route(e, SlackSettings(token="t")) is None                  # no channel matches
+
+
+def test_muted_repo_persists_nothing(slack_store: Store, queue: JobQueue, fake_slack: FakeSlack) -> None:
+    notifier = make_notifier(slack_store, queue, fake_slack,
+                             settings=settings_for(fake_slack, repos={REPO: SlackRouting(enabled=False)}))
+    assert notifier.notify(event(Kind.DEPLOY_FAILED, "k", environment="production")) is None
+    assert slack_repo(slack_store).slack_messages() == [] and queue.pending_count() == 0
+
+
+# -- the thread model -----------------------------------------------------------------------------------
+
+
+def test_one_thread_per_pull_request_with_the_summary_updated_in_place(
+        store: Store, queue: JobQueue, fake_slack: FakeSlack) -> None:
+    notifier = make_notifier(store, queue, fake_slack)
+    notifier.notify(event(Kind.PLAN_READY, "plan:abc", needs=("1 approval from @octo/risk-ml",)))
+    queue.drain()
+    for key, kind, kw in [("approve", Kind.APPROVAL, {"actor": "bob"}),
+                          ("start", Kind.DEPLOY_STARTED, {}),
+                          ("done", Kind.DEPLOY_SUCCEEDED, {})]:
+        notifier.notify(event(kind, key, **kw))
+        queue.drain()
+    tops = fake_slack.top_level()
+    assert len(tops) == 1, fake_slack.transcript()
+    summary = tops[0]
+    replies = fake_slack.replies(summary)
+    assert [r.text.split(": ", 1)[1] for r in replies] == [
+        "Plan ready; waiting on 1 item(s)", "Approved by bob: ready to deploy",
+        "Deploy started: churn in staging, v1 → v2", "Deployed: churn in staging serves v2"]
+    assert not any(r.reply_broadcast for r in replies)
+    assert len(summary.updates) == 3 and len(fake_slack.calls_of("chat.update")) == 3
+    assert "churn · staging: v1 → v2, deployed" in "\n".join(summary.mrkdwn())
+    assert "Plan approved" in "\n".join(summary.mrkdwn())
+    thread = slack_repo(store).slack_thread(REPO, PR, "#deploys")
+    assert thread.thread_ts == summary.ts and thread.channel_id == "C0DEPLOYS1"
+    assert all(m.state == "sent" and m.ts for m in slack_repo(store).slack_messages())
+
+
+def test_events_without_a_pull_request_go_to_the_channel(slack_store: Store, queue: JobQueue,
+                                                         fake_slack: FakeSlack) -> None:
+    settings = settings_for(fake_slack, channels=SlackChannels(kinds={"drift_found": "#model-drift"}))
+    notifier = make_notifier(slack_store, queue, fake_slack, settings=settings)
+    notifier.notify(event(Kind.DRIFT, "drift:churn:production:1", pr_number=None, pr_url=None,
+                          environment="production", version_from="2", version_to="1",
+                          text="serving v1, manifest says v2"))
+    queue.drain()
+    (message,) = fake_slack.messages
+    assert message.channel == "C0DRIFT001" and not message.is_reply
+    assert ":rotating_light: *Drift found: churn in production" in message.mrkdwn()[0]
+
+
+# -- never in the way -----------------------------------------------------------------------------------
+
+
+def test_rate_limit_with_retry_after_then_success(slack_store: Store, queue: JobQueue,
+                                                  fake_slack: FakeSlack) -> None:
+    notifier = make_notifier(slack_store, queue, fake_slack)
+    fake_slack.rate_limit(times=1, retry_after=1)
+    notifier.notify(event(Kind.DEPLOY_STARTED, "start"))
+    queue.drain()
+    assert [(c.method, c.status) for c in fake_slack.calls] == [
+        ("chat.postMessage", 429), ("chat.postMessage", 200), ("chat.postMessage", 200)]
+    assert len(fake_slack.messages) == 2                     # summary + the reply, once each
+
+
+def test_a_long_retry_after_goes_back_to_the_queue(slack_store: Store, queue: JobQueue, fake_slack: FakeSlack,
+                                                   clock: Clock) -> None:
+    notifier = make_notifier(slack_store, queue, fake_slack)
+    fake_slack.rate_limit(times=1, retry_after=120)
+    notifier.notify(event(Kind.DEPLOY_STARTED, "start"))
+    queue.drain()
+    assert fake_slack.messages == [] and queue.scheduled_count() == 1
+    (pending,) = slack_repo(slack_store).slack_pending(REPO, PR, "#deploys")
+    assert pending.attempts == 1 and pending.next_attempt_at >= clock.now + timedelta(seconds=120)
+    clock.advance(121)
+    assert run_scheduled(queue) == 1
+    assert len(fake_slack.messages) == 2
+
+
+def test_outage_during_a_rollout(slack_store: Store, queue: JobQueue, fake_slack: FakeSlack,
+                                 clock: Clock) -> None:
+    """Slack down for a whole rollout: the rollout succeeds, nothing raises, the messages arrive later."""
+    store = slack_store
+    notifier = make_notifier(store, queue, fake_slack)
+    rig = SlackRig(store, notifier)
+    fake_slack.outage()
+    rid = rig.start(deployment(env="staging", canary=[25, 100]))
+    assert rig.drive(rid).state == "succeeded"
+    queue.drain()                                           # the delivery job meets the outage
+    assert fake_slack.messages == [] and {c.status for c in fake_slack.calls} == {503}
+    pending = slack_repo(store).slack_messages()
+    assert [SlackEvent.from_json(m.payload).kind for m in pending] == ["deploy_started", "canary_step",
+                                                                       "deploy_succeeded"]
+    assert all(m.state == "pending" and m.attempts == 1 for m in pending)
+    assert queue.scheduled_count() == 1
+
+    fake_slack.recover()
+    clock.advance(31)                                       # the backoff (30 s) is over
+    assert run_scheduled(queue) == 1
+    (summary,) = fake_slack.top_level()
+    assert [r.text.split(": ", 1)[1] for r in fake_slack.replies(summary)] == [
+        "Deploy started: churn in staging, v1 → v2", "Canary 25% verified: churn in staging (v1 → v2)",
+        "Deployed: churn in staging serves v2"]
+    assert "deployed" in summary.mrkdwn()[2]
+
+
+def test_sweep_recovers_a_lost_queue_message(slack_store: Store, queue: JobQueue, fake_slack: FakeSlack) -> None:
+    notifier = make_notifier(slack_store, queue, fake_slack)
+    notifier.notify(event(Kind.DEPLOY_STARTED, "start"))
+    queue.flush()                                           # the queue lost the job
+    assert fake_slack.messages == []
+    assert notifier.sweep() == [(REPO, PR, "#deploys")]
+    queue.drain()
+    assert len(fake_slack.messages) == 2
+
+
+def test_no_duplicate_when_a_job_or_a_notify_is_repeated(store: Store, queue: JobQueue,
+                                                         fake_slack: FakeSlack) -> None:
+    notifier = make_notifier(store, queue, fake_slack)
+    e = event(Kind.DEPLOY_STARTED, "rollout:1:5")
+    assert notifier.notify(e) is not None
+    assert notifier.notify(e) is None                       # same key: nothing new
+    queue.drain()
+    notifier.deliver(REPO, PR, "#deploys")                  # the job delivered twice
+    notifier.deliver(REPO, PR, "#deploys")
+    assert len(fake_slack.messages) == 2                    # summary + one reply
+    assert len(fake_slack.calls_of("chat.postMessage")) == 2
+
+
+def test_a_job_retried_after_a_partial_failure_sends_only_the_rest(slack_store: Store, queue: JobQueue,
+                                                                   fake_slack: FakeSlack, clock: Clock) -> None:
+    notifier = make_notifier(slack_store, queue, fake_slack)
+    for key, kind in [("a", Kind.DEPLOY_STARTED), ("b", Kind.CANARY_STEP), ("c", Kind.DEPLOY_SUCCEEDED)]:
+        notifier.notify(event(kind, key, percent=25 if kind == Kind.CANARY_STEP else None))
+    calls = {"n": 0}
+    original = fake_slack._fault
+
+    def fail_from_the_third_call() -> Any:              # summary and "a" go through, then Slack breaks
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            return 503, "down", {}
+        return original()
+
+    fake_slack._fault = fail_from_the_third_call  # type: ignore[method-assign]
+    queue.drain()
+    assert len(fake_slack.messages) == 2
+    fake_slack._fault = original  # type: ignore[method-assign]
+    clock.advance(60)
+    run_scheduled(queue)
+    (summary,) = fake_slack.top_level()
+    assert [r.text.split(": ", 1)[1].split(":")[0] for r in fake_slack.replies(summary)] == [
+        "Deploy started", "Canary 25% verified", "Deployed"]
+
+
+def test_a_crash_between_send_and_record_repeats_that_message_once(slack_store: Store, queue: JobQueue,
+                                                                   fake_slack: FakeSlack) -> None:
+    """At-least-once: the documented window.  The retry repeats the one message, nothing else."""
+    notifier = make_notifier(slack_store, queue, fake_slack)
+    notifier.notify(event(Kind.DEPLOY_STARTED, "a"))
+    repo = notifier.store
+    original = repo.slack_mark_sent
+
+    class Killed(BaseException):
+        pass
+
+    def killed_once(*args: Any, **kw: Any) -> None:
+        repo.slack_mark_sent = original  # type: ignore[method-assign]
+        raise Killed()
+
+    repo.slack_mark_sent = killed_once  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        notifier.deliver(REPO, PR, "#deploys")
+    notifier.deliver(REPO, PR, "#deploys")
+    notifier.deliver(REPO, PR, "#deploys")
+    (summary,) = fake_slack.top_level()
+    assert len(fake_slack.replies(summary)) == 2           # the reply once more, then never again
+
+
+def test_refused_messages_are_dropped_not_retried(slack_store: Store, queue: JobQueue,
+                                                  fake_slack: FakeSlack) -> None:
+    notifier = make_notifier(slack_store, queue, fake_slack,
+                             settings=settings_for(fake_slack, default_channel="#no-such-channel"))
+    notifier.notify(event(Kind.DEPLOY_STARTED, "a"))
+    queue.drain()
+    (message,) = slack_repo(slack_store).slack_messages()
+    assert message.state == "failed" and "channel_not_found" in message.error
+    assert queue.scheduled_count() == 0
+
+
+def test_notify_never_raises_even_when_the_store_is_gone(slack_store: Store, queue: JobQueue,
+                                                         fake_slack: FakeSlack) -> None:
+    notifier = make_notifier(slack_store, queue, fake_slack)
+    slack_store.engine.dispose()
+    slack_store._sessions = None  # type: ignore[assignment]  # any store call now fails
+    assert notifier.notify(event(Kind.DEPLOY_FAILED, "a", environment="production")) is None
+
+
+# -- escaping -------------------------------------------------------------------------------------------
+
+
+def test_user_text_cannot_mention_link_or_format(slack_store: Store, queue: JobQueue,
+                                                 fake_slack: FakeSlack) -> None:
+    notifier = make_notifier(slack_store, queue, fake_slack)
+    nasty = "<!channel> @here <@U123> *bold* <https://evil.example|click> &"
+    notifier.notify(event(Kind.DEPLOY_FAILED, "a", environment="production", text=f"description: {nasty}",
+                          pr_title=nasty, author="<@U123>", model="churn <!here>", actor="@channel"))
+    queue.drain()
+    sent = [t for m in fake_slack.messages for t in texts(m)]
+    joined = "\n".join(sent)
+    for forbidden in ("<!channel>", "<!here>", "<@U123>", "<https://evil", "@here", "@channel"):
+        assert forbidden not in joined, forbidden
+    assert "&lt;!channel&gt;" in joined and "@\u200bhere" in joined and "&lt;@\u200bU123&gt;" in joined
+    (summary,) = fake_slack.top_level()
+    reply = fake_slack.replies(summary)[0]
+    plain = [b["text"] for b in reply.blocks if b["type"] == "section" and b["text"]["type"] == "plain_text"]
+    assert plain and "*bold*" in plain[0]["text"]           # plain_text: shown as typed, never bold
+
+
+# -- a full pull request lifecycle ----------------------------------------------------------------------
+
+
+def test_full_lifecycle_reads_as_one_thread(store: Store, queue: JobQueue, fake_slack: FakeSlack,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Plan, approval, deploy to staging, production canary, failure, automatic rollback, /rollback."""
+    notifier = make_notifier(store, queue, fake_slack)
+    rig = SlackRig(store, notifier)
+    check = f"https://github.com/{REPO}/runs/42"
+    notifier.notify(event(Kind.PLAN_READY, "plan:abc1234", version_from=None, version_to=None,
+                          model=None, environment=None, links=Links(check=check),
+                          needs=("1 approval from @octo/risk-ml (production)", "check modelherd/policy is failing")))
+    notifier.notify(event(Kind.APPROVAL, "approval:abc1234:bob", model=None, environment=None, actor="bob",
+                          links=Links(check=check)))
+    queue.drain()
+
+    staging = rig.drive(rig.start(deployment(env="staging")))
+    queue.drain()
+    rig.target.fail.add(("2", 50))
+    production = rig.drive(rig.start(deployment(env="production", canary=[10, 50, 100])))
+    queue.drain()
+    assert (staging.state, production.state) == ("succeeded", "rolled_back")
+
+    rid = rollback_to(store, repo=REPO, dep=deployment(env="staging"), version=version(1), current=version(2),
+                      actor="carol", pr=PR, reason="v2 misbehaves in production", clock=rig.clock)
+    rig.drive(rid)
+    queue.drain()
+
+    (summary,) = fake_slack.top_level()
+    replies = fake_slack.replies(summary)
+    heads = [r.text.split(": ", 1)[1] for r in replies]
+    assert heads == [
+        "Plan ready; waiting on 2 item(s)",
+        "Approved by bob: ready to deploy",
+        "Deploy started: churn in staging, v1 → v2",
+        "Deployed: churn in staging serves v2",
+        "Deploy started: churn in production, v1 → v2",
+        "Canary 10% verified: churn in production (v1 → v2)",
+        "Deploy FAILED: churn in production (v1 → v2); rolling back",
+        "Rolled back automatically: churn in production is back on v1",
+        "Manual rollback started by carol: churn in staging to v1",
+        "Manual rollback done by carol: churn in staging serves v1",
+    ]
+    broadcast = [r.text.split(": ", 1)[1] for r in replies if r.reply_broadcast]
+    assert broadcast == ["Deploy FAILED: churn in production (v1 → v2); rolling back",
+                         "Rolled back automatically: churn in production is back on v1"]
+    rows = summary.mrkdwn()[2]
+    assert "churn · staging: v1 → v2, rolled back manually to v1" in rows
+    assert "churn · production: v1 → v2, rolled back" in rows
+    with capsys.disabled():
+        print("\n--- recorded by the fake Slack ---\n" + fake_slack.transcript())
