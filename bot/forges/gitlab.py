@@ -68,10 +68,22 @@ from urllib.parse import quote, urlsplit
 
 import gitlab
 import requests
-from gitlab.exceptions import GitlabError, GitlabHttpError
-
-from modelherd.forges.base import DEPLOYMENT_STATES, ChangeRequest, CheckReport, CheckStatus, NothingToRevert, SourceError
-from modelherd.forges.github import LruCache, clip, defuse_mentions, git_blob_sha, is_sha
+from gitlab.exceptions import GitlabError
+from modelherd.forges.base import (
+    DEPLOYMENT_STATES,
+    ChangeRequest,
+    CheckReport,
+    CheckStatus,
+    NothingToRevert,
+    SourceError,
+)
+from modelherd.forges.github import (
+    LruCache,
+    clip,
+    defuse_mentions,
+    git_blob_sha,
+    is_sha,
+)
 from modelherd.pacing import Pacer, RateLimited
 
 log = logging.getLogger(__name__)
@@ -94,7 +106,7 @@ CONCLUSION_STATES = {"success": "success", "neutral": "success", "skipped": "suc
 DEPLOYMENT_STATUS = {"queued": "running", "in_progress": "running", "success": "success", "failure": "failed",
                      "error": "failed", "inactive": None}
 UNFINISHED_DEPLOYMENTS = frozenset({"created", "running"})
-_BOT_USERNAME = re.compile(r"(project|group)_\d+_bot(_[0-9a-f]+)?|.*\[bot\]|ghost")
+_BOT_USERNAME = re.compile(r"(project|group)_\d+_bot(_\w+)?|.*\[bot\]|ghost")
 
 
 class GitLabError(SourceError):
@@ -192,7 +204,7 @@ def parse_time(text: str | None) -> datetime | None:
     """An ISO 8601 time as GitLab writes it (``2026-01-01T10:00:00.123Z``); None when absent."""
     if not text:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
 
 
 def approval_commit(approved_at: datetime | None, versions: list[tuple[datetime, str]]) -> str | None:
@@ -403,7 +415,7 @@ class GitLabForge:
             self.caches.head_refs.put(cr.head_sha, cr.head_ref)
         return cr
 
-    def reader(self, cr: ChangeRequest) -> "GitLabReader":
+    def reader(self, cr: ChangeRequest) -> GitLabReader:
         return GitLabReader(self, cr)
 
     def reviews(self, number: int) -> list[dict[str, Any]]:
@@ -426,9 +438,9 @@ class GitLabForge:
         return sorted(reviews, key=lambda r: r["submitted_at"] or "")
 
     def commits(self, number: int) -> list[dict[str, Any]]:
-        """The MR's commits: sha, author and committer usernames (found by public e-mail; None when
-        no user shows that address), and the git names."""
-        items = self._list(f"list commits of !{number}", f"/merge_requests/{number}/commits")
+        """The MR's commits, oldest first like GitHub's (GitLab lists newest first): sha, author and
+        committer usernames (found by public e-mail; None when no user shows that address), git names."""
+        items = self._list(f"list commits of !{number}", f"/merge_requests/{number}/commits")[::-1]
         return [{"sha": c["id"], "author": self._username_by_email(c.get("author_email")),
                  "committer": self._username_by_email(c.get("committer_email")),
                  "author_name": c.get("author_name"), "committer_name": c.get("committer_name")} for c in items]
@@ -637,14 +649,17 @@ class GitLabForge:
         return None
 
     def _ensure_environment(self, name: str, *, production: bool, transient: bool) -> None:
-        """Create the environment (tier production/development/other) unless it exists: once per process."""
+        """Create the environment unless it exists (tier production, or development when transient): once
+        per process."""
         if name in self.caches.environments:
             return
         found = self._get(f"look up environment {name}", "/environments", {"name": name}) or []
         env = next((e for e in found if e.get("name") == name), None)
         if env is None:
-            tier = "production" if production else "development" if transient else "other"
-            env = self._send(f"create environment {name}", "POST", "/environments", {"name": name, "tier": tier})
+            body = {"name": name}
+            if production or transient:               # otherwise GitLab guesses the tier from the name
+                body["tier"] = "production" if production else "development"
+            env = self._send(f"create environment {name}", "POST", "/environments", body)
         self.caches.environments.put(name, (int(env["id"]), env.get("external_url")))
 
     def _set_external_url(self, name: str, environment_id: int, url: str) -> None:
@@ -836,7 +851,7 @@ class GitLabClients:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any, *, pacer: Pacer | None = None) -> "GitLabClients":
+    def from_settings(cls, settings: Any, *, pacer: Pacer | None = None) -> GitLabClients:
         """Clients for ``Settings.gitlab`` (url, token)."""
         return cls(settings.url, settings.token.get_secret_value(), pacer=pacer)
 
