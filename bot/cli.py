@@ -296,8 +296,18 @@ def quickstart(workdir: str) -> None:
     sys.exit(run(Path(workdir)))
 
 
-from modelherd.server_cli import db, serve, worker  # noqa: E402  (server commands: serve, worker, db upgrade)
-for _command in (serve, worker, db): main.add_command(_command)  # noqa: E701
+def _attach_commands() -> None:
+    """Commands that live in their feature's module."""
+    from modelherd.approvals_cli import command as approvals
+    from modelherd.drift_cli import command as drift
+    from modelherd.history_cli import command as history
+    from modelherd.server_cli import db, serve, worker
+
+    for command in (serve, worker, db, approvals, drift, history):
+        main.add_command(command)
+
+
+_attach_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -47,6 +47,7 @@ class JobQueue:
         self._sweeper: Sweeper | None = None
         self._rollout_runner: RolloutRunner | None = None
         self._rollout_sweeper: Sweeper | None = None
+        self._extra_sweepers: list[Sweeper] = []
         self._run_event = huey.task(name=RUN_EVENT_TASK)(self._execute)
         self._run_rollout = huey.task(name=RUN_ROLLOUT_TASK)(self._execute_rollout)
         self._sweep = huey.periodic_task(sweep_schedule or crontab(minute="*"), name=SWEEP_TASK)(self._execute_sweep)
@@ -88,6 +89,10 @@ class JobQueue:
     def bind(self, runner: EventRunner, sweeper: Sweeper | None = None) -> None:
         """Route the jobs of this process to ``runner(event_id)`` and the periodic sweep to ``sweeper``."""
         self._runner, self._sweeper = runner, sweeper
+
+    def add_sweeper(self, sweeper: Sweeper) -> None:
+        """Run ``sweeper`` in the periodic sweep too (e.g. drift detection); its errors are logged."""
+        self._extra_sweepers.append(sweeper)
 
     def bind_rollouts(self, runner: RolloutRunner, sweeper: Sweeper | None = None) -> None:
         """Route rollout jobs to ``runner(rollout_id)``; ``sweeper`` joins the periodic sweep."""
@@ -140,6 +145,11 @@ class JobQueue:
             self._sweeper()
         if self._rollout_sweeper is not None:
             self._rollout_sweeper()
+        for sweeper in self._extra_sweepers:
+            try:
+                sweeper()
+            except Exception:
+                log.exception("periodic sweep %s failed", getattr(sweeper, "__name__", sweeper))
 
 
 class _EmbeddedConsumer(Consumer):

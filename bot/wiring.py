@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelherd.handlers import closed, commands, deploy, merge, plan, rollback, unlock  # noqa: F401 (commands register)
+from modelherd.handlers import closed, commands, deploy, drift, merge, plan, rollback, unlock  # noqa: F401 (commands register)
 from modelherd.progress import Progress
 from modelherd.queue import JobQueue
 from modelherd.registry import Registry
@@ -22,7 +22,7 @@ from modelherd.store import EventRecord, Store
 from modelherd.targets.factory import Targets
 from modelherd.worker import Handlers
 
-ROUTER = Router(plan.router, closed.router, merge.router, commands.router)
+ROUTER = Router(plan.router, closed.router, merge.router, commands.router, drift.router)
 
 
 def registries_from(settings: Settings) -> dict[str, Registry]:
@@ -57,6 +57,10 @@ def build(settings: Settings, store: Store, queue: JobQueue, *,
         return github.forge(installation, repo) if installation else None
 
     RolloutWorker(store, queue, targets, registries, notify=Progress(store, forge_for_repo)).bind()
+    if github is not None:
+        queue.add_sweeper(drift.drift_sweeper(
+            store, lambda installation, repo: github.forge(installation, repo), settings.drift_interval_seconds,
+            registries=registries, clusters=clusters, targets=targets, queue=queue, clock=store.now))
 
     def deps(event: EventRecord) -> dict[str, Any]:
         found: dict[str, Any] = {"store": store, "queue": queue, "registries": registries, "clusters": clusters,

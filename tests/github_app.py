@@ -144,6 +144,13 @@ class GitHubApp:
         comment_id = self.fake.add_comment(self.repo, number, user, body)
         return self.deliver("issue_comment", self.comment_payload(action, number, user, body, comment_id))
 
+    def push_payload(self, sha: str, branch: str = "main") -> dict[str, Any]:
+        payload = copy.deepcopy(webhook_fixture("push", "payload.json"))
+        payload.update({"ref": f"refs/heads/{branch}", "after": sha, "deleted": False})
+        payload = self._point(payload)
+        payload["repository"] = {**payload["repository"], "default_branch": "main", "master_branch": "main"}
+        return payload
+
     def deliver(self, event: str, payload: dict[str, Any], delivery: str | None = None):
         body = json.dumps(payload).encode()
         headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),

@@ -155,3 +155,32 @@ def test_rollback_after_merge_opens_a_revert_pull_request_and_pins(app, registry
     app.merge(pin.revert_pr)                                            # Git says v1 again: unpinned
     app.work()
     assert app.store.pinned(app.repo, "fraud-detector", "production") is None
+
+
+def test_drift_after_a_hand_edit_is_reported_on_the_default_branch(app):
+    number = approved_pr(app)
+    merge_sha = app.merge(number)
+    app.run_rollouts()
+    app.deliver("push", app.push_payload(merge_sha))
+    app.work()
+    # only fraud-detector was ever deployed here: the others are (rightly) missing, fraud-detector is in sync
+    assert "| fraud-detector |" not in app.check(merge_sha, "modelherd/drift").output["summary"]
+    app.kube["aws-eu-1"].edit("InferenceService", "risk", "fraud-detector",
+                              {"spec": {"predictor": {"minReplicas": 1}}})          # someone scaled it down by hand
+    app.deliver("push", app.push_payload(merge_sha))
+    app.work()
+    check = app.check(merge_sha, "modelherd/drift")
+    assert check.conclusion == "failure" and "| fraud-detector | production |" in check.output["summary"]
+
+
+def test_pinned_environment_is_not_reported_as_drift(app):
+    number = approved_pr(app)
+    merge_sha = app.merge(number)
+    app.run_rollouts()
+    reply(app, number, "alice", "/rollback production")
+    app.run_rollouts()                                                               # production serves v1, Git says v2
+    app.deliver("push", app.push_payload(merge_sha))
+    app.work()
+    summary = app.check(merge_sha, "modelherd/drift").output["summary"]
+    [row] = [line for line in summary.splitlines() if line.startswith("| fraud-detector | production |")]
+    assert "pinned" in row and "not healed" in row                      # shown, but not counted as drift

@@ -115,8 +115,9 @@ class Forge(Protocol):
         """The PR/MR as the forge says now (never trust a webhook payload's copy)."""
         ...
 
-    def reader(self, cr: ChangeRequest) -> RevisionReader:
-        """Reads the PR's changed files and file contents at any revision, without cloning."""
+    def reader(self, cr: ChangeRequest | None = None) -> RevisionReader:
+        """Reads the PR's changed files and file contents at any revision, without cloning; without a
+        PR, contents only (``changed_files`` is refused)."""
         ...
 
     def upsert_comment(self, number: int, marker: str, body: str, *, create: bool = True) -> str | None:

@@ -235,7 +235,9 @@ class GitHubForge:
             self.caches.pulls.put(number, (response_headers["etag"], data))
         return to_change_request(data, self.repo)
 
-    def reader(self, cr: ChangeRequest) -> "GitHubReader":
+    def reader(self, cr: ChangeRequest | None = None) -> "GitHubReader":
+        """Reads the PR's changed files and contents at any revision; without a PR, contents only
+        (drift detection reads the default branch)."""
         return GitHubReader(self, cr)
 
     def reviews(self, number: int) -> list[dict[str, Any]]:
@@ -603,7 +605,7 @@ class GitHubForge:
 class GitHubReader:
     """A pull request's files and the repository's contents at any revision, without cloning."""
 
-    def __init__(self, forge: GitHubForge, cr: ChangeRequest):
+    def __init__(self, forge: GitHubForge, cr: ChangeRequest | None):
         self.forge, self.cr = forge, cr
         self._caches = forge.caches
 
@@ -613,6 +615,8 @@ class GitHubReader:
         ``head`` is the PR's head, or for a merged PR its merge commit (what the base branch now holds).
         """
         cr = self.cr
+        if cr is None:
+            raise GitHubError(None, "this reader has no pull request: it reads contents only")
         if head not in (cr.head_sha, cr.head_ref) and (cr.merge_sha is None or head != cr.merge_sha):
             raise GitHubError(None, f"GitHub: pull request #{cr.number} is at {cr.head_sha[:12]}, not {head[:12]}: "
                                     "read the pull request again")

@@ -57,6 +57,6 @@ class LocalGit:
         return result
 
     def list_files(self, ref: str, folder: str) -> list[str]:
-        folder = folder.rstrip("/")
+        folder = folder.rstrip("/") or "."
         out = self._git("ls-tree", "-r", "--name-only", "-z", self.resolve(ref), "--", folder)
         return sorted(p for p in out.decode("utf-8", errors="surrogateescape").split("\0") if p)

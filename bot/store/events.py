@@ -7,6 +7,7 @@ whose lease expired cannot finish an event that another worker has since claimed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -116,6 +117,22 @@ class EventsRepo:
             return s.execute(select(Event.installation_id)
                              .where(Event.forge == forge, Event.repo == repo, Event.installation_id.is_not(None))
                              .order_by(Event.id.desc()).limit(1)).scalar_one_or_none()
+
+    def last_pushes(self, head_of: Callable[[Any], str | None], limit: int = 2000) -> list[tuple[str, int, str]]:
+        """Per repository, (repo, installation, SHA) of the newest push for which ``head_of(payload)``
+        gives a SHA (e.g. pushes to the default branch)."""
+        with self._tx() as s:
+            rows = s.execute(select(Event.repo, Event.installation_id, Event.payload)
+                             .where(Event.event == "push", Event.installation_id.is_not(None))
+                             .order_by(Event.id.desc()).limit(limit)).all()
+        found: dict[str, tuple[str, int, str]] = {}
+        for repo, installation, payload in rows:
+            if repo in found or not isinstance(payload, dict):
+                continue
+            sha = head_of(payload)
+            if sha:
+                found[repo] = (repo, installation, sha)
+        return list(found.values())
 
     def count_events(self, state: EventState | None = None) -> int:
         with self._tx() as s:
