@@ -8,7 +8,12 @@ It builds a throw-away workspace in ``.modelherd-quickstart/``:
    ``examples/change`` (two version bumps), as a pull request would;
 
 then plans the branch against ``main`` exactly as the app would for a pull request and prints the
-comment a reviewer would see.
+comment a reviewer would see. It goes on as a merge would: the passing change rolls out (staging,
+then production) through the ``mlflow-alias`` target — it moves the registry alias named after each
+environment, so no cluster is needed — while the blocked one is not deployed; it prints the rollout
+history, rolls production back with ``/rollback``'s engine call, and prints the history again.
+The rollout engine runs in-process with a simulated clock, so production's 10-minute verification
+period passes in an instant.
 """
 
 from __future__ import annotations
@@ -115,4 +120,83 @@ def run(workdir: Path = WORKDIR) -> int:
     click.echo(f"• planning {BRANCH} against main (as `modelherd plan --repo {repo} --base main "
                f"--head {BRANCH} --settings examples/settings.yaml` would)\n", err=True)
     click.echo(render_plan(plan))
+    rollout_demo(plan, workdir, registry, settings, source.resolve(BRANCH))
     return 0
+
+
+class SimulatedClock:
+    """Real time, moved forward by the demo instead of waiting (verification periods)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def run_to_end(store, rollout_ids: list[int], targets, registry, clock: SimulatedClock) -> None:
+    """Advance rollouts until all are final, jumping the clock over each wait."""
+    from datetime import timedelta
+
+    from modelherd.rollout import advance
+
+    pending = list(rollout_ids)
+    for _ in range(10_000):
+        pending = [i for i in pending if not store.get_rollout(i).final]
+        if not pending:
+            return
+        for rollout_id in pending:
+            decision = advance(rollout_id, store=store, targets=targets, registry=registry, clock=clock)
+            if decision.next_check_in:
+                clock.now += timedelta(seconds=decision.next_check_in)
+    raise click.ClickException("the demo rollouts did not finish")
+
+
+def show_history(store, title: str) -> None:
+    from modelherd.history_cli import render_text
+    from modelherd.rollout import history
+
+    click.echo(f"\n### {title}\n\n```")
+    for record in history(store, repo="quickstart/models"):
+        for line in render_text(record):
+            click.echo(line)
+    click.echo("```")
+
+
+def rollout_demo(plan, workdir: Path, registry, settings, sha: str) -> None:
+    """As after a merge: roll out the passing change, show the history, roll production back."""
+    from modelherd.promotion import start_for_plan
+    from modelherd.rollout import rollback_to
+    from modelherd.settings import ClusterConfig
+    from modelherd.store import Store
+    from modelherd.targets.factory import Targets
+
+    for name, cluster in settings.clusters.items():       # no cluster here: every one follows the registry alias
+        settings.clusters[name] = ClusterConfig(**{**cluster.model_dump(), "target": "mlflow-alias"})
+    store = Store.from_url(f"sqlite:///{(workdir / 'modelherd.db').resolve()}")
+    store.upgrade()
+    clock = SimulatedClock()
+    store.clock = clock
+    targets = Targets(settings, {"mlflow": registry})
+    click.echo("\n---\n\n## After the merge: the passing change rolls out (mlflow-alias target)\n")
+    started = start_for_plan(plan, store=store, kind_of=targets.kind_of, enqueue=lambda _id: None,
+                             repo="quickstart/models", actor="alice", pr=1, sha=sha, trigger="merge")
+    for report, reason in started.skipped:
+        click.echo(f"- not deployed: {report.change.name} in {report.change.environment}: {reason}")
+    run_to_end(store, [rid for _, rid in started.rollouts], targets, {"mlflow": registry}, clock)
+    for env in ("staging", "production"):
+        served = registry.resolve("fraud-detector", alias=env)
+        click.echo(f"- registry alias `{env}` of fraud-detector → v{served.version}")
+    show_history(store, "modelherd history fraud-detector")
+
+    [(report, _)] = [(r, i) for r, i in started.rollouts if r.change.environment == "production"]
+    click.echo("\n## `/rollback production`: back to v1 at once\n")
+    rollback_id = rollback_to(store, repo="quickstart/models", dep=report.change.head, version=report.current,
+                              current=report.candidate, actor="alice", pr=1, sha=sha, target="mlflow-alias",
+                              reason="/rollback by alice on #1")
+    run_to_end(store, [rollback_id], targets, {"mlflow": registry}, clock)
+    served = registry.resolve("fraud-detector", alias="production")
+    rejected = registry.resolve("fraud-detector", version=2).tags.get("modelherd.rejected", "")
+    click.echo(f"- registry alias `production` of fraud-detector → v{served.version}; "
+               f"v2 is tagged `modelherd.rejected` ({rejected})")
+    show_history(store, "modelherd history fraud-detector production")

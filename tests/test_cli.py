@@ -122,3 +122,9 @@ def test_quickstart_shows_a_failing_and_a_passing_model(tmp_path):
     assert "### ❌ modelherd plan: blocked" in out
     assert "| ✅ | fraud-detector | production | update | v1 → v2 |" in out
     assert "| ❌ | churn-model | production | update | v3 → v4 |" in out
+    # then, as after a merge: the passing change rolls out through the registry alias, and is rolled back
+    assert "not deployed: churn-model in production: its plan is blocked" in out
+    assert "registry alias `production` of fraud-detector → v2" in out
+    assert "#2  fraud-detector/production  v1 -> v2  succeeded  merge by alice" in out
+    assert "registry alias `production` of fraud-detector → v1; v2 is tagged `modelherd.rejected`" in out
+    assert "#3  fraud-detector/production  v2 -> v1  succeeded  rollback by alice" in out
