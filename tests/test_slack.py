@@ -11,7 +11,7 @@ import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,8 +23,10 @@ from modelherd.slack.messages import detail_message, fold, new_summary, summary_
 from modelherd.slack.notifier import make_client
 from modelherd.store import Store
 from modelherd.store.slack import slack_repo
-from tests.fakes.slack import FakeSlack, Posted
 from tests.test_rollout import REPO, Rig, deployment, version
+
+if TYPE_CHECKING:
+    from tests.fakes.slack import FakeSlack, Posted
 
 # The fake_slack fixture (until tests/conftest.py lists "tests.fakes.slack" in its pytest_plugins).
 pytest_plugins = ["tests.fakes.slack"]
