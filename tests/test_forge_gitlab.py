@@ -10,7 +10,6 @@ repository tree and an MR's ``approved_by`` are lists (described as one object),
 does not allow (the fake omits them).
 """
 
-# ruff: noqa: F811  (test arguments name the fixtures imported below)
 
 from __future__ import annotations
 
@@ -31,16 +30,7 @@ from modelherd.forges.gitlab import (
 )
 from modelherd.pacing import LocalPacer, RateLimited
 
-from tests.fakes.gitlab import (  # noqa: F401  (until conftest registers the plugin)
-    DEVELOPER,
-    GUEST,
-    MAINTAINER,
-    OWNER,
-    REPORTER,
-    FakeGitLab,
-    fake_gitlab,
-    gitlab_validator,
-)
+from tests.fakes.gitlab import DEVELOPER, GUEST, MAINTAINER, OWNER, REPORTER, FakeGitLab
 
 MARKER = "<!-- modelherd:plan -->"
 
