@@ -2,7 +2,8 @@
 
 Built once per worker process (``modelherd worker``, or the web process with ``worker_in_process``);
 clients, caches and token caches live as long as the process. Handlers receive everything from here
-and build nothing themselves. The rollout engine is bound to the same queue, with its targets and a
+and build nothing themselves. An event's ``forge`` is GitHub's (per installation) or GitLab's (per
+project), from ``event.forge``; handlers never know which. The rollout engine is bound to the same queue, with its targets and a
 progress reporter that writes to the pull request through the repository's forge.
 """
 
@@ -18,6 +19,7 @@ from modelherd.registry import Registry
 from modelherd.rollout import RolloutWorker
 from modelherd.router import Router
 from modelherd.settings import Settings
+from modelherd.slack.notifier import Notifier
 from modelherd.store import EventRecord, Store
 from modelherd.targets.factory import Targets
 from modelherd.worker import Handlers
@@ -43,20 +45,63 @@ def github_clients(settings: Settings) -> Any:
     return GitHubClients(settings.github, pacer=pacer)
 
 
+def gitlab_clients(settings: Settings) -> Any:
+    """The GitLab instance's clients, paced per token across every worker (None without GitLab)."""
+    if settings.gitlab is None:
+        return None
+    from modelherd.forges.gitlab import GitLabClients
+    from modelherd.pacing import PacingPolicy, pacer_from_url
+
+    shared = settings.queue_url if settings.queue_url.startswith(("redis://", "rediss://")) else settings.database_url
+    pacer = pacer_from_url(shared, PacingPolicy(write_interval=settings.gitlab.write_interval_seconds))
+    return GitLabClients.from_settings(settings.gitlab, pacer=pacer)
+
+
+def gitlab_forge(gitlab: Any, event: EventRecord) -> Any:
+    """The GitLab project's forge for ``event``.
+
+    GitLab addresses a note through its merge request, so a command note's MR is handed to the forge
+    here (the commands handler reacts to the note by its id alone, as on GitHub).
+    """
+    forge = gitlab.forge(event.repo)
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    if event.event == "issue_comment":
+        note, mr = (payload.get("comment") or {}).get("id"), (payload.get("issue") or {}).get("number")
+        if isinstance(note, int) and isinstance(mr, int):
+            forge.caches.note_mrs.put(note, mr)
+    return forge
+
+
 def build(settings: Settings, store: Store, queue: JobQueue, *,
-          registries: Mapping[str, Registry] | None = None, github: Any = None,
+          registries: Mapping[str, Registry] | None = None, github: Any = None, gitlab: Any = None,
           targets: Targets | None = None) -> Handlers:
     """The router of every feature, a per-event dependency factory, and the bound rollout worker."""
     registries = dict(registries) if registries is not None else registries_from(settings)
     clusters = settings.cluster_facts()
     github = github or github_clients(settings)
+    gitlab = gitlab or gitlab_clients(settings)
     targets = targets or Targets(settings, registries)
 
     def forge_for_repo(repo: str) -> Any:
+        """The forge hosting ``repo``: GitHub when an installation covers it, else GitLab (if configured)."""
         installation = store.installation_for("github", repo) if github is not None else None
-        return github.forge(installation, repo) if installation else None
+        if installation:
+            return github.forge(installation, repo)
+        return gitlab.forge(repo) if gitlab is not None else None
 
-    RolloutWorker(store, queue, targets, registries, notify=Progress(store, forge_for_repo)).bind()
+    notifier = Notifier(store, queue, settings.slack) if settings.slack is not None else None
+    progress = Progress(store, forge_for_repo)
+    slack = notifier.rollout_notifier() if notifier is not None else None
+
+    def notify(record: Any, event: Any) -> None:
+        """Progress to the forge, then Slack; one failing never keeps the other from hearing."""
+        try:
+            progress(record, event)
+        finally:
+            if slack is not None:
+                slack(record, event)
+
+    RolloutWorker(store, queue, targets, registries, notify=notify).bind()
     if github is not None:
         queue.add_sweeper(drift.drift_sweeper(
             store, lambda installation, repo: github.forge(installation, repo), settings.drift_interval_seconds,
@@ -64,9 +109,11 @@ def build(settings: Settings, store: Store, queue: JobQueue, *,
 
     def deps(event: EventRecord) -> dict[str, Any]:
         found: dict[str, Any] = {"store": store, "queue": queue, "registries": registries, "clusters": clusters,
-                                 "clock": store.now, "targets": targets}
+                                 "clock": store.now, "targets": targets, "notifier": notifier}
         if event.forge == "github" and github is not None and event.installation_id and event.repo:
             found["forge"] = github.forge(event.installation_id, event.repo)
+        elif event.forge == "gitlab" and gitlab is not None and event.repo:
+            found["forge"] = gitlab_forge(gitlab, event)
         return found
 
     return Handlers(router=ROUTER, deps=deps)

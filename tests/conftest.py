@@ -18,7 +18,8 @@ from tests.mlflow_server import MlflowServer, ServerDidNotStart, mlflow_server_a
 
 # Fixture modules shared by the suite: the fake GitHub and Kubernetes API servers, and the
 # store/queue/webhook fixtures.
-pytest_plugins = ["tests.fakes.github", "tests.fakes.gitlab", "tests.fakes.kube", "tests.fixtures_store"]
+pytest_plugins = ["tests.fakes.github", "tests.fakes.gitlab", "tests.fakes.kube", "tests.fakes.slack",
+                  "tests.fixtures_store"]
 
 _MLFLOW_STARTUP = pytest.StashKey[float]()
 

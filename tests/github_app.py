@@ -61,7 +61,7 @@ class Clock:
 class GitHubApp:
     def __init__(self, fake: Any, tmp_path: Path, registry: InMemoryRegistry, *, owner: str = "acme",
                  name: str = "models", clusters: dict[str, ClusterConfig] | None = None,
-                 files: dict[str, str] | None = None):
+                 files: dict[str, str] | None = None, slack: Any = None):
         self.fake, self.registry = fake, registry
         key = tmp_path / "app.pem"
         key.write_text(fake.generate_app_key())
@@ -69,7 +69,7 @@ class GitHubApp:
             github=GitHubSettings(app_id=fake.state.app_id, private_key_path=key, webhook_secret=SECRET,
                                   api_url=fake.base_url, write_interval_seconds=0),
             database_url=f"sqlite:///{tmp_path / 'modelherd.db'}",
-            queue_url=f"sqlite:///{tmp_path / 'queue.db'}", clusters=clusters or CLUSTERS)
+            queue_url=f"sqlite:///{tmp_path / 'queue.db'}", clusters=clusters or CLUSTERS, slack=slack)
         self.clock = Clock()
         self.store = Store.from_url(self.settings.database_url, clock=self.clock)
         self.store.upgrade()

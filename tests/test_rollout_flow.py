@@ -184,3 +184,27 @@ def test_pinned_environment_is_not_reported_as_drift(app):
     summary = app.check(merge_sha, "modelherd/drift").output["summary"]
     [row] = [line for line in summary.splitlines() if line.startswith("| fraud-detector | production |")]
     assert "pinned" in row and "not healed" in row                      # shown, but not counted as drift
+
+
+def test_slack_gets_one_thread_for_the_pull_request(fake_github, fake_slack, tmp_path, registry, clusters):
+    from modelherd.settings import SlackSettings
+
+    files = example_files()
+    files["models/fraud-detector.yaml"] = files["models/fraud-detector.yaml"].replace("verify_for: 10m", "verify_for: 0s")
+    app = GitHubApp(fake_github, tmp_path, registry, clusters=clusters[1], files=files,
+                    slack=SlackSettings(token=fake_slack.token, base_url=fake_slack.base_url,
+                                        default_channel="#deploys"))
+    try:
+        fake_github.add_team_member("acme", "risk-ml", "bob")
+        number = approved_pr(app)
+        app.merge(number)
+        app.run_rollouts()
+        for _ in range(5):                                   # the Slack jobs run from the same queue
+            app.step()
+        [summary] = fake_slack.top_level()
+        texts = [m.text or "" for m in fake_slack.replies(summary)]
+        assert any("Plan ready" in t or "Approved" in t for t in texts), fake_slack.transcript()
+        assert any("production serves v2" in t for t in texts), fake_slack.transcript()
+        assert summary.updates, "the summary is edited in place as the state changes"
+    finally:
+        app.close()

@@ -28,8 +28,6 @@ from tests.test_rollout import REPO, Rig, deployment, version
 if TYPE_CHECKING:
     from tests.fakes.slack import FakeSlack, Posted
 
-# The fake_slack fixture (until tests/conftest.py lists "tests.fakes.slack" in its pytest_plugins).
-pytest_plugins = ["tests.fakes.slack"]
 
 PR = 7
 PR_URL = f"https://github.com/{REPO}/pull/{PR}"

@@ -31,6 +31,7 @@ from modelherd.handlers.commands import CommandContext, command
 from modelherd.locking import apply_locks
 from modelherd.planner import PlanContext, build_plan
 from modelherd.router import Router
+from modelherd.slack_events import plan_events
 
 log = logging.getLogger(__name__)
 router = Router()
@@ -52,7 +53,8 @@ def pr_key(repo: str, number: int) -> str:
 
 
 def refresh_pull_request(forge: Forge, number: int, *, store: Any, registries: Mapping[str, Any],
-                         clusters: Mapping[str, dict], clock: Callable[[], datetime], **_: Any) -> Any:
+                         clusters: Mapping[str, dict], clock: Callable[[], datetime], notifier: Any = None,
+                         **_: Any) -> Any:
     """Plan PR ``number`` at its current head, take its locks, evaluate its approvals, and publish.
 
     Returns the plan (None when the PR is not open)."""
@@ -76,6 +78,9 @@ def refresh_pull_request(forge: Forge, number: int, *, store: Any, registries: M
                     comment_body=body)
     forge.report_check(cr.head_sha, plan_check(plan))
     forge.report_check(cr.head_sha, approvals_check(outcome))
+    if notifier is not None:
+        for slack_event in plan_events(plan, outcome, cr):
+            notifier.notify(slack_event)
     log.info("%s#%d at %s: plan %s, approvals %s", forge.repo, number, cr.head_sha[:7],
              plan.conclusion.value, outcome.status.value)
     return plan
@@ -88,15 +93,16 @@ def refresh_serialised(forge: Forge, number: int, *, store: Any, **deps: Any) ->
 
 
 def _deps(store: Any, registries: Mapping[str, Any], clusters: Mapping[str, dict],
-          clock: Callable[[], datetime]) -> dict[str, Any]:
-    return {"store": store, "registries": registries, "clusters": clusters, "clock": clock}
+          clock: Callable[[], datetime], notifier: Any = None) -> dict[str, Any]:
+    return {"store": store, "registries": registries, "clusters": clusters, "clock": clock, "notifier": notifier}
 
 
 def on_pull_request(event: Any, *, forge: Forge, store: Any, registries: Mapping[str, Any],
-                    clusters: Mapping[str, dict], clock: Callable[[], datetime], **_: Any) -> None:
+                    clusters: Mapping[str, dict], clock: Callable[[], datetime], notifier: Any = None,
+                    **_: Any) -> None:
     """A PR was opened, pushed to, reopened or marked ready, or reviewed: plan it again."""
     number = int(event.payload["pull_request"]["number"])
-    refresh_serialised(forge, number, **_deps(store, registries, clusters, clock))
+    refresh_serialised(forge, number, **_deps(store, registries, clusters, clock, notifier))
 
 
 for _action in PLAN_ACTIONS:

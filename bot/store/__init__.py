@@ -30,13 +30,14 @@ from modelherd.store.events import DEFAULT_QUEUE_LEASE, Claim, EventRecord, Even
 from modelherd.store.locks import Busy, LockInfo, LocksRepo
 from modelherd.store.pins import PinRecord, PinsRepo
 from modelherd.store.pulls import PullRecord, PullsRepo
+from modelherd.store.slack import SlackRepo
 from modelherd.store.models import Effect, Event, EventState
 from modelherd.store.rollouts import (
     LeaseLost, NewRollout, RolloutEventRecord, RolloutRecord, RolloutsRepo,
 )
 
 
-class Store(EventsRepo, EffectsRepo, LocksRepo, RolloutsRepo, PullsRepo, PinsRepo):
+class Store(EventsRepo, EffectsRepo, LocksRepo, RolloutsRepo, PullsRepo, PinsRepo, SlackRepo):
     """Repository over one engine.  Thread-safe: each call opens its own short session."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow):
