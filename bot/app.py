@@ -1,7 +1,7 @@
-"""The Flask app: ``POST /webhooks/github``, ``GET /healthz``, ``GET /readyz``.
+"""The Flask app: ``POST /webhooks/github``, ``POST /webhooks/gitlab``, ``GET /healthz``, ``GET /readyz``.
 
 ``create_app`` receives its dependencies (settings, store, queue) and builds none, so tests pass
-their own.  It refuses to build when GitHub is configured without a webhook secret.
+their own.  It refuses to build when GitHub or GitLab is configured without a webhook secret.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 from flask import Flask, Response, jsonify, request
 
-from modelherd import intake
+from modelherd import gitlab_intake, intake
 from modelherd.queue import JobQueue
 from modelherd.settings import Settings
 from modelherd.store import Store
@@ -37,9 +37,23 @@ def webhook_secret(settings: Settings) -> str | None:
     return secret.get_secret_value()
 
 
+def gitlab_webhook_secret(settings: Settings) -> str | None:
+    """The GitLab webhook secret token, or ``None`` when GitLab is not configured; refuses an empty one."""
+    if settings.gitlab is None:
+        return None
+    secret = settings.gitlab.webhook_secret
+    if secret is None or not secret.get_secret_value():
+        raise ConfigurationError(
+            "GitLab is configured but has no webhook secret: set MODELHERD_GITLAB__WEBHOOK_SECRET (or "
+            "gitlab.webhook_secret in the settings file) to the secret token of the GitLab webhooks. "
+            "modelherd does not accept webhooks without a token.")
+    return secret.get_secret_value()
+
+
 def create_app(settings: Settings, store: Store, queue: JobQueue) -> Flask:
     """The WSGI app over ``store`` and ``queue``."""
     secret = webhook_secret(settings)
+    gitlab_secret = gitlab_webhook_secret(settings)
     limit = settings.github.max_body_bytes if settings.github else 25 * 1024 * 1024
     app = Flask("modelherd")
     app.extensions["modelherd"] = {"settings": settings, "store": store, "queue": queue}
@@ -56,6 +70,21 @@ def create_app(settings: Settings, store: Store, queue: JobQueue) -> Flask:
         except intake.IntakeError as exc:
             log.warning("webhook refused (%s %s), delivery %s", exc.status.value, exc.message,
                         request.headers.get("X-GitHub-Delivery", "-"))
+            return _error(exc.status, exc.message)
+        return jsonify(outcome.body()), outcome.status.value
+
+    @app.post("/webhooks/gitlab")
+    def gitlab_webhook() -> tuple[Response, int]:
+        if gitlab_secret is None:
+            return _error(HTTPStatus.NOT_FOUND, "GitLab is not configured")
+        try:
+            gitlab_intake.check_token(request.headers, gitlab_secret)   # the token is a header: first
+            intake.check_size(request.content_length, gitlab_intake.MAX_BODY_BYTES)
+            body = read_body(request.stream, gitlab_intake.MAX_BODY_BYTES)
+            outcome = intake.accept(gitlab_intake.to_new_event(request.headers, body), store, queue)
+        except intake.IntakeError as exc:
+            log.warning("GitLab webhook refused (%s %s), event %s", exc.status.value, exc.message,
+                        request.headers.get("X-Gitlab-Event-UUID", "-"))
             return _error(exc.status, exc.message)
         return jsonify(outcome.body()), outcome.status.value
 

@@ -2,9 +2,11 @@
 
 Built once per worker process (``modelherd worker``, or the web process with ``worker_in_process``);
 clients, caches and token caches live as long as the process. Handlers receive everything from here
-and build nothing themselves. An event's ``forge`` is GitHub's (per installation) or GitLab's (per
-project), from ``event.forge``; handlers never know which. The rollout engine is bound to the same queue, with its targets and a
+and build nothing themselves. The rollout engine is bound to the same queue, with its targets and a
 progress reporter that writes to the pull request through the repository's forge.
+
+An event's ``forge`` is GitHub's (per installation) or GitLab's (per project), chosen by
+``event.forge``; handlers never know which. Rollouts find their repository's forge the same way.
 """
 
 from __future__ import annotations
