@@ -45,6 +45,7 @@ class CommandContext:
     actor: str
     config: RepoConfig
     deps: dict[str, Any] = field(default_factory=dict)
+    forge_name: str = "github"      # the event's forge: commands are spelled per forge (GitLab: /unlock-env)
 
     @property
     def store(self) -> Any:
@@ -65,7 +66,8 @@ def command(name: str) -> Callable[[CommandHandler], CommandHandler]:
 
 @command("help")
 def show_help(ctx: CommandContext, cmd: Command) -> str:
-    return help_text()
+    """``/help``: the commands as this forge spells them."""
+    return help_text(ctx.forge_name)
 
 
 def base_config(forge: Forge, cr: ChangeRequest) -> RepoConfig:
@@ -95,7 +97,7 @@ def run_one(ctx: CommandContext, cmd: Command) -> str:
     """The reply for one command: its outcome, or why it did not run."""
     echo = md_code(cmd.raw.strip() or f"/{cmd.name}")
     if cmd.name == "unknown":
-        return f"{echo}: {cmd.error}\n\n{help_text()}"
+        return f"{echo}: {cmd.error}\n\n{help_text(ctx.forge_name)}"
     if cmd.error:
         return f"{echo}: ❌ {cmd.error}"
     spec = lookup(cmd.name)
@@ -120,13 +122,14 @@ def on_comment(event: Any, *, forge: Forge, store: Any, **deps: Any) -> None:
     issue, comment = payload["issue"], payload["comment"]
     if "pull_request" not in issue or is_bot(comment.get("user") or {}):
         return
-    commands = parse(comment.get("body") or "")
+    commands = parse(comment.get("body") or "", forge=event.forge)
     if not commands:
         return
     number = int(issue["number"])
     forge.react(comment["id"], "eyes")
     cr = forge.change_request(number)
-    ctx = CommandContext(forge, cr, comment["user"]["login"], base_config(forge, cr), {"store": store, **deps})
+    ctx = CommandContext(forge, cr, comment["user"]["login"], base_config(forge, cr), {"store": store, **deps},
+                         forge_name=event.forge)
     replies = [run_one(ctx, cmd) for cmd in commands]
     body = "\n\n".join(replies)
     store.run_once(f"reply:{event.forge}:{event.delivery_id}", lambda: forge.create_comment(number, body),
