@@ -20,8 +20,9 @@ def _settings(model: type[BaseModel], prefix: str = "") -> list[str]:
         inner = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             inner = [annotation]
-        if name in ("registries", "clusters"):
-            continue   # maps by name: documented per entry below
+        if getattr(annotation, "__origin__", None) is dict:
+            out.append(prefix + name)   # a map by name (registries, clusters, slack.repos): one row
+            continue
         if inner:
             out += _settings(inner[0], f"{prefix}{name}.")
         else:
