@@ -38,3 +38,21 @@ def test_every_setting_is_documented():
 def test_every_command_is_documented():
     missing = [name for name in main.commands if not re.search(rf"`modelherd {re.escape(name)}\b", README)]
     assert missing == []
+
+
+def _yaml_block(after_heading: str) -> str:
+    return README.split(after_heading, 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+
+
+def test_the_manifest_example_is_valid():
+    from modelherd.loading import load_manifests
+
+    manifests, findings = load_manifests("README.md", _yaml_block("## The manifest"))
+    assert findings == [] and manifests[0].manifest.metadata.name == "fraud-detector"
+
+
+def test_the_repository_settings_example_is_valid():
+    from modelherd.repoconfig import parse_config
+
+    config, findings = parse_config(_yaml_block("## Repository settings"))
+    assert findings == [] and config.environment("production").protected
