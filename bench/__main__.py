@@ -36,8 +36,10 @@ def interruptible() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> None:
     from bench.github_calls import bench_api_calls, bench_comment_latency
     from bench.intake import bench_intake
+    from bench.rollouts import bench_rollouts
 
-    benches = {"intake": bench_intake, "github_calls": bench_api_calls, "comment_latency": bench_comment_latency}
+    benches = {"intake": bench_intake, "github_calls": bench_api_calls, "comment_latency": bench_comment_latency,
+               "rollouts": bench_rollouts}
     parser = argparse.ArgumentParser(prog="python -m bench", description="modelherd GitHub App benchmarks")
     parser.add_argument("only", nargs="*", choices=[[], *benches], metavar="BENCH",
                         help=f"run only these ({', '.join(benches)})")

@@ -148,3 +148,13 @@ def test_comment_latency_bench(capsys):
     assert to_comment["comment_is_first_write"] is True and to_comment["calls_before_comment"] > 0
     assert "validates every request" in to_comment["note"]
     assert all(f["value"] > 0 and f["baseline_value"] > 0 for f in figures)
+
+
+def test_rollout_benches_emit_their_figures(tmp_path, capsys):
+    from bench.rollouts import bench_canary, bench_concurrent
+
+    bench_canary(tmp_path)
+    bench_concurrent(tmp_path, rollouts=3, threads=2)
+    figures = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [f["figure"] for f in figures] == ["rollout_three_step_canary_ms", "rollouts_per_s_one_worker_process"]
+    assert all(f["value"] > 0 for f in figures)
