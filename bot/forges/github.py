@@ -26,11 +26,7 @@ Calls are kept to what the work needs (``tests/test_forge_github.py`` counts the
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -49,6 +45,7 @@ from modelherd.forges.base import (
     NothingToRevert,
     SourceError,
 )
+from modelherd.forges.common import LruCache, clip, defuse_mentions, git_blob_sha, is_sha, read_cached
 
 FILES_API_CAP = 3000             # GitHub lists at most 3000 files of a pull request
 ANNOTATIONS_PER_REQUEST = 50     # and takes at most 50 annotations per check-run request
@@ -60,8 +57,6 @@ DESCRIPTION_LIMIT = 140         # characters of a deployment's and a deployment 
 PULL_TITLE_LIMIT = 256           # characters of a pull request's title
 ROLLOUT_KEY = "modelherd_rollout"  # the payload field that makes a deployment idempotent
 RETIRE_WINDOW = 20               # latest deployments of an environment looked at when retiring old ones
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-_MENTION = re.compile(r"@(?=[A-Za-z0-9_])")
 T = TypeVar("T")
 
 
@@ -103,47 +98,9 @@ class TooManyFiles(GitHubError):
     """The pull request changes more files than GitHub's files API lists (3000)."""
 
 
-def is_sha(ref: str) -> bool:
-    """Whether ``ref`` is a full commit SHA (whose contents never change)."""
-    return bool(_SHA.fullmatch(ref))
 
 
 # -- caches shared by every job of a process ------------------------------------------------------------
-
-
-class LruCache:
-    """A thread-safe LRU mapping bounded by a total ``size`` (``weigh(value)`` per entry)."""
-
-    def __init__(self, budget: int, weigh: Callable[[Any], int] = lambda _: 1):
-        self.budget, self.weigh = budget, weigh
-        self._items: OrderedDict[Any, Any] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        with self._lock:
-            if key not in self._items:
-                return default
-            self._items.move_to_end(key)
-            return self._items[key]
-
-    def __contains__(self, key: Any) -> bool:
-        with self._lock:
-            return key in self._items
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            if key in self._items:
-                self._size -= self.weigh(self._items.pop(key))
-            self._items[key] = value
-            self._size += self.weigh(value)
-            while self._size > self.budget and len(self._items) > 1:
-                self._size -= self.weigh(self._items.popitem(last=False)[1])
-
-    def pop(self, key: Any) -> None:
-        with self._lock:
-            if key in self._items:
-                self._size -= self.weigh(self._items.pop(key))
 
 
 def _bytes_weight(value: bytes | None) -> int:
@@ -640,17 +597,7 @@ class GitHubReader:
 
     def read_many(self, ref: str, paths: list[str]) -> dict[str, bytes | None]:
         """Contents of ``paths`` at ``ref`` (None where absent); at a SHA, each is fetched at most once."""
-        immutable = is_sha(ref)
-        result: dict[str, bytes | None] = {}
-        for path in paths:
-            key = (ref, path)
-            if immutable and key in self._caches.contents:
-                result[path] = self._caches.contents.get(key)
-                continue
-            result[path] = self._read(ref, path)
-            if immutable:
-                self._caches.contents.put(key, result[path])
-        return result
+        return read_cached(self._caches.contents, ref, paths, self._read)
 
     def _read(self, ref: str, path: str) -> bytes | None:
         """One file through the contents API; files over 1 MB through the blob API; 404 → None."""
@@ -724,14 +671,6 @@ def to_change_request(pr: dict[str, Any], repo: str) -> ChangeRequest:
     )
 
 
-def clip(text: str, limit: int, what: str = "text") -> str:
-    """``text`` cut to ``limit`` characters, ending with a note saying so when it was cut."""
-    if len(text) <= limit:
-        return text
-    note = f"\n\n… {what} truncated by modelherd: {len(text) - limit:,}+ characters omitted (GitHub's limit)."
-    return text[:limit - len(note)] + note
-
-
 def check_fields(report: CheckReport) -> dict[str, Any]:
     """The create/update fields of a check run for ``report`` (annotations left to the caller)."""
     fields: dict[str, Any] = {"status": str(report.status)}
@@ -761,16 +700,6 @@ def annotation_json(a: Annotation) -> dict[str, Any]:
 def short(text: str, limit: int) -> str:
     """``text`` within ``limit`` characters, ending with an ellipsis when cut (one-line descriptions)."""
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
-
-
-def defuse_mentions(text: str) -> str:
-    """``text`` with no ``@login`` that would notify anyone (a zero-width space after each ``@``)."""
-    return _MENTION.sub("@\u200b", text)
-
-
-def git_blob_sha(data: bytes) -> str:
-    """The SHA git gives a blob holding ``data``."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def tree_changes(files: dict[str, str | None], current: dict[str, _Entry]) -> list[dict[str, Any]]:

@@ -77,13 +77,7 @@ from modelherd.forges.base import (
     NothingToRevert,
     SourceError,
 )
-from modelherd.forges.github import (
-    LruCache,
-    clip,
-    defuse_mentions,
-    git_blob_sha,
-    is_sha,
-)
+from modelherd.forges.common import LruCache, clip, defuse_mentions, git_blob_sha, is_sha, read_cached
 from modelherd.pacing import Pacer, RateLimited
 
 log = logging.getLogger(__name__)
@@ -790,17 +784,7 @@ class GitLabReader:
 
     def read_many(self, ref: str, paths: list[str]) -> dict[str, bytes | None]:
         """Contents of ``paths`` at ``ref`` (None where absent); at a SHA, each is fetched at most once."""
-        immutable = is_sha(ref)
-        result: dict[str, bytes | None] = {}
-        for path in paths:
-            key = (ref, path)
-            if immutable and key in self._caches.contents:
-                result[path] = self._caches.contents.get(key)
-                continue
-            result[path] = self._read(ref, path)
-            if immutable:
-                self._caches.contents.put(key, result[path])
-        return result
+        return read_cached(self._caches.contents, ref, paths, self._read)
 
     def _read(self, ref: str, path: str) -> bytes | None:
         """One file through the raw file API; 404 → None."""
