@@ -27,6 +27,7 @@ from modelherd.settings import ClusterConfig, GitLabSettings, Settings
 from modelherd.store import Store
 from modelherd.wiring import build
 from modelherd.worker import Dispatcher
+
 from tests.github_app import CLUSTERS, Clock, example_files
 from tests.shared import shared_path
 

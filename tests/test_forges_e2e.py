@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
 from modelherd.comment import MARKER
 from modelherd.registry.memory import InMemoryRegistry
 from modelherd.settings import ClusterConfig, Provider
+
 from tests.fakes.gitlab import DEVELOPER, REPORTER
 from tests.github_app import GitHubApp, example_files
 from tests.gitlab_app import GitLabApp

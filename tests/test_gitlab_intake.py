@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from modelherd import gitlab_intake
 from modelherd.app import ConfigurationError, create_app
 from modelherd.queue import JobQueue
@@ -16,6 +15,7 @@ from modelherd.router import Router
 from modelherd.settings import GitLabSettings, Settings
 from modelherd.store import EventState, Store
 from modelherd.worker import Dispatcher, Handlers, skip_reason
+
 from tests.gitlab_app import gitlab_fixture
 from tests.shared import shared_path
 
