@@ -24,30 +24,29 @@ class ConfigurationError(RuntimeError):
     """Settings that the server must not start with."""
 
 
+def _required_secret(section: Any, forge: str, key: str, what: str) -> str | None:
+    """A forge's webhook secret, ``None`` when the forge is not configured; an empty one is refused."""
+    if section is None:
+        return None
+    secret = section.webhook_secret
+    if secret is None or not secret.get_secret_value():
+        env = "MODELHERD_" + key.upper().replace(".", "__")
+        raise ConfigurationError(
+            f"{forge} is configured but has no webhook secret: set {env} (or {key} in the settings file) "
+            f"to {what}. modelherd does not accept unauthenticated webhooks.")
+    return secret.get_secret_value()
+
+
 def webhook_secret(settings: Settings) -> str | None:
     """The GitHub webhook secret, or ``None`` when GitHub is not configured; refuses an empty one."""
-    if settings.github is None:
-        return None
-    secret = settings.github.webhook_secret
-    if secret is None or not secret.get_secret_value():
-        raise ConfigurationError(
-            "GitHub is configured but has no webhook secret: set MODELHERD_GITHUB__WEBHOOK_SECRET (or "
-            "github.webhook_secret in the settings file) to the secret of the GitHub App's webhook. "
-            "modelherd does not accept unsigned webhooks.")
-    return secret.get_secret_value()
+    return _required_secret(settings.github, "GitHub", "github.webhook_secret",
+                            "the secret of the GitHub App's webhook")
 
 
 def gitlab_webhook_secret(settings: Settings) -> str | None:
     """The GitLab webhook secret token, or ``None`` when GitLab is not configured; refuses an empty one."""
-    if settings.gitlab is None:
-        return None
-    secret = settings.gitlab.webhook_secret
-    if secret is None or not secret.get_secret_value():
-        raise ConfigurationError(
-            "GitLab is configured but has no webhook secret: set MODELHERD_GITLAB__WEBHOOK_SECRET (or "
-            "gitlab.webhook_secret in the settings file) to the secret token of the GitLab webhooks. "
-            "modelherd does not accept webhooks without a token.")
-    return secret.get_secret_value()
+    return _required_secret(settings.gitlab, "GitLab", "gitlab.webhook_secret",
+                            "the secret token of the GitLab webhooks")
 
 
 def create_app(settings: Settings, store: Store, queue: JobQueue) -> Flask:

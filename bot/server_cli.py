@@ -50,13 +50,14 @@ def _logging(level: str) -> None:
 def serve(settings_path: str | None, host: str, port: int, workers: int, threads: int, worker_threads: int,
           log_level: str, wiring: str) -> None:
     """Serve the webhook endpoint and health checks with gunicorn."""
-    from modelherd.app import ConfigurationError, webhook_secret
+    from modelherd.app import ConfigurationError, gitlab_webhook_secret, webhook_secret
     from modelherd.store import Store
 
     _logging(log_level)
     settings = _settings(settings_path)
     try:
         webhook_secret(settings)
+        gitlab_webhook_secret(settings)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
     if settings.worker_in_process:

@@ -409,7 +409,9 @@ class GitLabForge:
             self.caches.head_refs.put(cr.head_sha, cr.head_ref)
         return cr
 
-    def reader(self, cr: ChangeRequest) -> GitLabReader:
+    def reader(self, cr: ChangeRequest | None = None) -> GitLabReader:
+        """Reads the MR's changed files and contents at any revision; without an MR, contents only
+        (drift detection reads the default branch)."""
         return GitLabReader(self, cr)
 
     def reviews(self, number: int) -> list[dict[str, Any]]:
@@ -743,7 +745,7 @@ class GitLabForge:
 class GitLabReader:
     """A merge request's files and the project's contents at any revision, without cloning."""
 
-    def __init__(self, forge: GitLabForge, cr: ChangeRequest):
+    def __init__(self, forge: GitLabForge, cr: ChangeRequest | None):
         self.forge, self.cr = forge, cr
         self._caches = forge.caches
 
@@ -753,6 +755,8 @@ class GitLabReader:
         ``head`` is the MR's head, or for a merged MR the commit the merge left on the target.
         """
         cr = self.cr
+        if cr is None:
+            raise GitLabError(None, "GitLab: this reader has no merge request: it reads contents only")
         if head not in (cr.head_sha, cr.head_ref) and (cr.merge_sha is None or head != cr.merge_sha):
             raise GitLabError(None, f"GitLab: merge request !{cr.number} is at {cr.head_sha[:12]}, not "
                                     f"{head[:12]}: read the merge request again")
