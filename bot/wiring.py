@@ -35,16 +35,21 @@ def registries_from(settings: Settings) -> dict[str, Registry]:
     return {name: MlflowRegistry(cfg) for name, cfg in settings.registries.items()}
 
 
+def shared_pacer(settings: Settings, write_interval: float) -> Any:
+    """A pacer every worker shares: in Redis when the queue is there, else in the database."""
+    from modelherd.pacing import PacingPolicy, pacer_from_url
+
+    shared = settings.queue_url if settings.queue_url.startswith(("redis://", "rediss://")) else settings.database_url
+    return pacer_from_url(shared, PacingPolicy(write_interval=write_interval))
+
+
 def github_clients(settings: Settings) -> Any:
     """The GitHub App's clients, paced per installation across every worker (None without GitHub)."""
     if settings.github is None or settings.github.app_id is None:
         return None
     from modelherd.github_auth import GitHubClients
-    from modelherd.pacing import PacingPolicy, pacer_from_url
 
-    shared = settings.queue_url if settings.queue_url.startswith(("redis://", "rediss://")) else settings.database_url
-    pacer = pacer_from_url(shared, PacingPolicy(write_interval=settings.github.write_interval_seconds))
-    return GitHubClients(settings.github, pacer=pacer)
+    return GitHubClients(settings.github, pacer=shared_pacer(settings, settings.github.write_interval_seconds))
 
 
 def gitlab_clients(settings: Settings) -> Any:
@@ -52,11 +57,9 @@ def gitlab_clients(settings: Settings) -> Any:
     if settings.gitlab is None:
         return None
     from modelherd.forges.gitlab import GitLabClients
-    from modelherd.pacing import PacingPolicy, pacer_from_url
 
-    shared = settings.queue_url if settings.queue_url.startswith(("redis://", "rediss://")) else settings.database_url
-    pacer = pacer_from_url(shared, PacingPolicy(write_interval=settings.gitlab.write_interval_seconds))
-    return GitLabClients.from_settings(settings.gitlab, pacer=pacer)
+    return GitLabClients.from_settings(settings.gitlab,
+                                       pacer=shared_pacer(settings, settings.gitlab.write_interval_seconds))
 
 
 def gitlab_forge(gitlab: Any, event: EventRecord) -> Any:
