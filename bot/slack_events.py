@@ -1,4 +1,5 @@
-"""What the PR handlers tell Slack: a plan is ready (and what it still needs), or another PR holds a lock.
+"""What the handlers tell Slack: a plan is ready (and what it still needs), who approved, another PR holds
+a lock, or what serves drifted from Git.
 
 Pure: builds :class:`~modelherd.slack.messages.SlackEvent` s from a plan and its approvals outcome;
 the handler hands them to the notifier, which persists and sends them from the queue.
@@ -26,6 +27,11 @@ def plan_events(plan: Plan, outcome: ApprovalOutcome, cr: ChangeRequest) -> list
                   owners=owners)
     events = [SlackEvent(kind="plan_ready", key=f"plan:{cr.repo}#{cr.number}:{cr.head_sha}:{state}",
                          needs=tuple(needs), state=state, **common)]
+    approvers = sorted({a for r in outcome.results for a in r.approvers})
+    if approvers:
+        events.append(SlackEvent(kind="approval", actor=", ".join(approvers), needs=tuple(needs),
+                                 key=f"approval:{cr.repo}#{cr.number}:{cr.head_sha}:{','.join(approvers)}",
+                                 **common))
     for report in plan.reports:
         for finding in report.findings:
             if finding.check == "locks" and report.change.action is not Action.NOOP:
@@ -34,3 +40,10 @@ def plan_events(plan: Plan, outcome: ApprovalOutcome, cr: ChangeRequest) -> list
                                          key=f"lock:{cr.repo}#{cr.number}:{report.change.name}:"
                                              f"{report.change.environment}:{cr.head_sha}", **common))
     return events
+
+
+def drift_events(report, repo: str, sha: str) -> list[SlackEvent]:
+    """``drift_found`` for each model/environment that differs from Git (pinned ones excluded)."""
+    return [SlackEvent(kind="drift_found", repo=repo, model=item.model, environment=item.environment,
+                       text=item.summary, key=f"drift:{repo}:{item.model}:{item.environment}:{sha}:{item.kind}")
+            for item in report.drifted]

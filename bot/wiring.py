@@ -110,7 +110,8 @@ def build(settings: Settings, store: Store, queue: JobQueue, *,
     if github is not None:
         queue.add_sweeper(drift.drift_sweeper(
             store, lambda installation, repo: github.forge(installation, repo), settings.drift_interval_seconds,
-            registries=registries, clusters=clusters, targets=targets, queue=queue, clock=store.now))
+            registries=registries, clusters=clusters, targets=targets, queue=queue, clock=store.now,
+            notifier=notifier))
 
     def deps(event: EventRecord) -> dict[str, Any]:
         found: dict[str, Any] = {"store": store, "queue": queue, "registries": registries, "clusters": clusters,

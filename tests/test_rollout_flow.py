@@ -203,7 +203,8 @@ def test_slack_gets_one_thread_for_the_pull_request(fake_github, fake_slack, tmp
             app.step()
         [summary] = fake_slack.top_level()
         texts = [m.text or "" for m in fake_slack.replies(summary)]
-        assert any("Plan ready" in t or "Approved" in t for t in texts), fake_slack.transcript()
+        assert any("Plan ready" in t for t in texts), fake_slack.transcript()
+        assert any("Approved by bob" in t for t in texts), fake_slack.transcript()
         assert any("production serves v2" in t for t in texts), fake_slack.transcript()
         assert summary.updates, "the summary is edited in place as the state changes"
     finally:

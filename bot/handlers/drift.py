@@ -19,6 +19,7 @@ from modelherd.drift import drift_check
 from modelherd.drift_scan import rollout_healer, scan_repo, store_pins, store_rolling
 from modelherd.forges.base import Forge
 from modelherd.router import Router
+from modelherd.slack_events import drift_events
 
 log = logging.getLogger(__name__)
 router = Router()
@@ -34,7 +35,8 @@ def default_branch_push(payload: Mapping[str, Any]) -> str | None:
 
 
 def scan_and_report(forge: Forge, sha: str, *, store: Any, registries: Mapping[str, Any],
-                    clusters: Mapping[str, Any], targets: Any, queue: Any, clock: Callable) -> Any:
+                    clusters: Mapping[str, Any], targets: Any, queue: Any, clock: Callable,
+                    notifier: Any = None) -> Any:
     """Scan ``sha`` of the default branch, heal where asked, and report the drift check on it."""
     report = scan_repo(forge.reader(), sha, registries=registries, targets=targets, clusters=clusters,
                        is_pinned=store_pins(store), repo=forge.repo, rolling=store_rolling(store, forge.repo),
@@ -42,6 +44,9 @@ def scan_and_report(forge: Forge, sha: str, *, store: Any, registries: Mapping[s
                                            enqueue=queue.enqueue_rollout, sha=sha),
                        now=clock())
     forge.report_check(sha, drift_check(report))
+    if notifier is not None:
+        for slack_event in drift_events(report, forge.repo, sha):
+            notifier.notify(slack_event)
     log.info("%s@%s: drift scan: %d drifted, %d unknown", forge.repo, sha[:7], len(report.drifted),
              len(report.unknown))
     return report
@@ -49,12 +54,12 @@ def scan_and_report(forge: Forge, sha: str, *, store: Any, registries: Mapping[s
 
 @router.register("push")
 def on_push(event: Any, *, forge: Forge, store: Any, registries: Mapping[str, Any], clusters: Mapping[str, Any],
-            targets: Any, queue: Any, clock: Callable, **_: Any) -> None:
+            targets: Any, queue: Any, clock: Callable, notifier: Any = None, **_: Any) -> None:
     """The default branch moved: compare what serves with its new head."""
     sha = default_branch_push(event.payload)
     if sha:
         scan_and_report(forge, sha, store=store, registries=registries, clusters=clusters, targets=targets,
-                        queue=queue, clock=clock)
+                        queue=queue, clock=clock, notifier=notifier)
 
 
 def drift_sweeper(store: Any, forge_for: Callable[[int, str], Forge | None], interval: float,
