@@ -170,9 +170,16 @@ def _check(name: str, findings: list[Finding], ok: str, error: str | None = None
     return conclude(name, mine, ok)
 
 
-def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext) -> Plan:
-    """Plan the change from ``base`` to ``head``: what would deploy where, and whether it may."""
-    config_raw = source.read_many(base, [CONFIG_FILE]).get(CONFIG_FILE)
+def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext, *,
+               rules_ref: str | None = None) -> Plan:
+    """Plan the change from ``base`` to ``head``: what would deploy where, and whether it may.
+
+    The rules (``.modelherd.yaml`` and the repository's policies) are read at ``rules_ref`` — the base
+    branch's current tip when the caller has it, so a rule changed there applies to open pull
+    requests at once — and at ``base`` otherwise; never at ``head``.
+    """
+    rules_at = rules_ref or base
+    config_raw = source.read_many(rules_at, [CONFIG_FILE]).get(CONFIG_FILE)
     config, config_findings = parse_config(config_raw)
     touched = [p for p in source.changed_files(base, head) if config.is_manifest(p)]
     base_side = load_files(source.read_many(base, touched))
@@ -208,7 +215,7 @@ def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext) -
 
     policy_error = None
     try:
-        engine = policy_engine(config, read_repo_policies(source, base, config))
+        engine = policy_engine(config, read_repo_policies(source, rules_at, config))
         inputs = [policy_input(r.change, environment_config=config.environment(r.change.environment),
                                order=config.order(r.change.environment),
                                cluster_facts=ctx.clusters.get(r.change.deployment.cluster),

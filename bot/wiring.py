@@ -14,7 +14,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelherd.handlers import closed, commands, deploy, drift, merge, plan, rollback, unlock  # noqa: F401 (commands register)
+from modelherd.handlers import (  # noqa: F401 (deploy, rollback, unlock register commands)
+    closed,
+    commands,
+    deploy,
+    drift,
+    merge,
+    plan,
+    rollback,
+    rules_changed,
+    unlock,
+)
 from modelherd.progress import Progress
 from modelherd.queue import JobQueue
 from modelherd.registry import Registry
@@ -26,7 +36,7 @@ from modelherd.store import EventRecord, Store
 from modelherd.targets.factory import Targets
 from modelherd.worker import Handlers
 
-ROUTER = Router(plan.router, closed.router, merge.router, commands.router, drift.router)
+ROUTER = Router(plan.router, closed.router, merge.router, commands.router, drift.router, rules_changed.router)
 
 
 def registries_from(settings: Settings) -> dict[str, Registry]:
@@ -116,6 +126,8 @@ def build(settings: Settings, store: Store, queue: JobQueue, *,
     def deps(event: EventRecord) -> dict[str, Any]:
         found: dict[str, Any] = {"store": store, "queue": queue, "registries": registries, "clusters": clusters,
                                  "clock": store.now, "targets": targets, "notifier": notifier}
+        if github is not None:
+            found["forge_for"] = github.forge
         if event.forge == "github" and github is not None and event.installation_id and event.repo:
             found["forge"] = github.forge(event.installation_id, event.repo)
         elif event.forge == "gitlab" and gitlab is not None and event.repo:

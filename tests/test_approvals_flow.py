@@ -139,3 +139,19 @@ def test_closing_a_pull_request_releases_its_locks(app):
     app.deliver("pull_request", app.pull_request_payload("closed", number))
     app.work()
     assert app.store.locks(app.repo) == []
+
+
+def test_a_rule_changed_on_the_base_branch_reaches_open_pull_requests(app):
+    number = open_pr(app)
+    assert approvals(app, number).status == "in_progress"
+    relaxed = (app.file(".modelherd.yaml").replace("    approvals: {count: 1, owners: true}\n", "")
+               .replace("protected: true", "protected: false"))
+    sha = app.fake.add_commit(app.repo, {".modelherd.yaml": relaxed}, branch="main", message="No approvals needed")
+    payload = app.push_payload(sha)
+    payload["commits"] = [{**(payload.get("commits") or [{}])[0], "id": sha, "added": [], "removed": [],
+                           "modified": [".modelherd.yaml"]}]
+    app.deliver("push", payload)
+    app.work()
+    check = approvals(app, number)
+    assert (check.status, check.conclusion) == ("completed", "success")
+    assert "No approval is needed" in app.comments(number)[0].body

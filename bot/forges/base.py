@@ -125,6 +125,10 @@ class Forge(Protocol):
         ``create`` is false); returns its id, or None when there was none to edit."""
         ...
 
+    def open_pulls(self) -> list[int]:
+        """Numbers of the repository's open pull/merge requests."""
+        ...
+
     def create_comment(self, number: int, body: str) -> str:
         """A new comment on the PR/MR (command replies)."""
         ...

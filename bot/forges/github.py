@@ -197,6 +197,12 @@ class GitHubForge:
         (drift detection reads the default branch)."""
         return GitHubReader(self, cr)
 
+    def open_pulls(self) -> list[int]:
+        """Numbers of the repository's open pull requests."""
+        return [int(pr["number"]) for pr in self._call("list open pull requests",
+                                                      lambda: list(self._pages(self._repo_path("/pulls"),
+                                                                               {"state": "open"})))]
+
     def reviews(self, number: int) -> list[dict[str, Any]]:
         """Submitted reviews, oldest first: user, user_type, state (upper case), commit_id, submitted_at."""
         items = self._call(f"list reviews of #{number}",

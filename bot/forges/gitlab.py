@@ -414,6 +414,11 @@ class GitLabForge:
         (drift detection reads the default branch)."""
         return GitLabReader(self, cr)
 
+    def open_pulls(self) -> list[int]:
+        """IIDs of the project's open merge requests."""
+        return [int(mr["iid"]) for mr in self._list("list open merge requests", "/merge_requests",
+                                                     {"state": "opened"})]
+
     def reviews(self, number: int) -> list[dict[str, Any]]:
         """The MR's approvals as ``APPROVED`` reviews, oldest first, each bound to the head it was
         given on (see the module notes): user, user_type, state, commit_id, submitted_at, id."""

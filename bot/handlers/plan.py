@@ -63,7 +63,7 @@ def refresh_pull_request(forge: Forge, number: int, *, store: Any, registries: M
         log.info("%s#%d is %s: not planned", forge.repo, number, cr.state)
         return None
     ctx = PlanContext(registries=registries, clusters=clusters, now=rfc3339(clock()), pr=cr.facts())
-    plan = build_plan(forge.reader(cr), cr.base_sha, cr.head_sha, ctx)
+    plan = build_plan(forge.reader(cr), cr.base_sha, cr.head_sha, ctx, rules_ref=cr.base_ref)
     apply_locks(plan, store, cr)
     outcome = evaluate_pull(forge, cr, requirements_for(plan.reports), plan.config)
     body = NO_MANIFEST_COMMENT

@@ -134,6 +134,14 @@ class EventsRepo:
                 found[repo] = (repo, installation, sha)
         return list(found.values())
 
+    def repos_of_installation(self, forge: str, installation_id: int, limit: int = 5000) -> list[str]:
+        """Repositories deliveries came from through ``installation_id`` (newest first, each once)."""
+        with self._tx() as s:
+            rows = s.execute(select(Event.repo).where(Event.forge == forge, Event.installation_id == installation_id,
+                                                      Event.repo.is_not(None))
+                             .order_by(Event.id.desc()).limit(limit)).scalars()
+            return list(dict.fromkeys(rows))
+
     def count_events(self, state: EventState | None = None) -> int:
         with self._tx() as s:
             q = select(func.count()).select_from(Event)
