@@ -58,7 +58,38 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-class GitHubApp:
+class WorkerLoop:
+    """Running the app's queue in a test: jobs now, delayed jobs by moving the store's clock.
+
+    Needs ``self.queue``, ``self.store``, ``self.clock`` and ``self.repo``.
+    """
+
+    queue: Any
+    store: Any
+    clock: Clock
+    repo: str
+
+    def work(self) -> int:
+        return self.queue.drain()
+
+    def step(self, seconds: float = 15.0) -> None:
+        """Run the queued jobs, then move the clock on and run the delayed ones that came due."""
+        self.work()
+        self.clock.advance(seconds)
+        self.queue.run_scheduled(self.clock.now)
+        self.work()
+
+    def run_rollouts(self, rounds: int = 200) -> None:
+        """Run queued jobs until no rollout is left unfinished (bounded)."""
+        for _ in range(rounds):
+            self.step()
+            if not [r for r in self.store.list_rollouts(repo=self.repo) if not r.final]:
+                return
+        raise AssertionError("rollouts did not finish: " + ", ".join(
+            f"#{r.id} {r.model}/{r.environment} {r.state}" for r in self.store.list_rollouts(repo=self.repo)))
+
+
+class GitHubApp(WorkerLoop):
     def __init__(self, fake: Any, tmp_path: Path, registry: InMemoryRegistry, *, owner: str = "acme",
                  name: str = "models", clusters: dict[str, ClusterConfig] | None = None,
                  files: dict[str, str] | None = None, slack: Any = None):
@@ -157,9 +188,6 @@ class GitHubApp:
                    "X-Hub-Signature-256": sign(body, SECRET), "Content-Type": "application/json"}
         return self.client.post("/webhooks/github", data=body, headers=headers)
 
-    def work(self) -> int:
-        return self.queue.drain()
-
     # -- what GitHub shows -------------------------------------------------------------------------
     def comments(self, number: int) -> list[Any]:
         return self.fake.comments(self.repo, number)
@@ -171,22 +199,6 @@ class GitHubApp:
         payload["pull_request"] = {**payload["pull_request"], "merged": True, "merge_commit_sha": sha}
         self.deliver("pull_request", payload)
         return sha
-
-    def step(self, seconds: float = 15.0) -> None:
-        """Run the queued jobs, then move the clock on and run the delayed ones that came due."""
-        self.work()
-        self.clock.advance(seconds)
-        self.queue.run_scheduled(self.clock.now)
-        self.work()
-
-    def run_rollouts(self, rounds: int = 200) -> None:
-        """Run queued jobs until no rollout is left unfinished (bounded)."""
-        for _ in range(rounds):
-            self.step()
-            if not [r for r in self.store.list_rollouts(repo=self.repo) if not r.final]:
-                return
-        raise AssertionError("rollouts did not finish: " + ", ".join(
-            f"#{r.id} {r.model}/{r.environment} {r.state}" for r in self.store.list_rollouts(repo=self.repo)))
 
     def check(self, sha: str, name: str = "modelherd/plan") -> Any:
         runs = [r for r in self.fake.check_runs(self.repo, sha) if r.name == name]

@@ -28,7 +28,7 @@ from modelherd.store import Store
 from modelherd.wiring import build
 from modelherd.worker import Dispatcher
 
-from tests.github_app import CLUSTERS, Clock, example_files
+from tests.github_app import CLUSTERS, Clock, WorkerLoop, example_files
 from tests.shared import shared_path
 
 SECRET = "gitlab webhook secret token"
@@ -43,7 +43,7 @@ def gitlab_fixture(name: str) -> dict[str, Any]:
     return json.loads(shared_path("fixtures", "gitlab", "webhooks", name).read_text())
 
 
-class GitLabApp:
+class GitLabApp(WorkerLoop):
     """The app wired to GitLab only (no GitHub settings), over ``fake`` (a started FakeGitLab)."""
 
     def __init__(self, fake: Any, tmp_path: Path, registry: InMemoryRegistry, *, project: str = "acme/models",
@@ -132,9 +132,6 @@ class GitLabApp:
             headers["X-Gitlab-Token"] = token
         return self.client.post("/webhooks/gitlab", data=json.dumps(hook).encode(), headers=headers)
 
-    def work(self) -> int:
-        return self.queue.drain()
-
     # -- what people do on GitLab (each with its hook) ------------------------------------------------
     def push(self, iid: int, files: dict[str, str | None]) -> str:
         """A new commit on the MR's source branch, and the ``update`` hook with ``oldrev``; the new head."""
@@ -171,23 +168,6 @@ class GitLabApp:
         found = [s for s in self.fake.statuses(self.repo, sha) if s.name == name]
         assert found, f"no {name} status on {sha[:7]}"
         return found[-1]
-
-    # -- time ------------------------------------------------------------------------------------------
-    def step(self, seconds: float = 15.0) -> None:
-        """Run the queued jobs, then move the clock on and run the delayed ones that came due."""
-        self.work()
-        self.clock.advance(seconds)
-        self.queue.run_scheduled(self.clock.now)
-        self.work()
-
-    def run_rollouts(self, rounds: int = 200) -> None:
-        """Run queued jobs until no rollout is left unfinished (bounded)."""
-        for _ in range(rounds):
-            self.step()
-            if not [r for r in self.store.list_rollouts(repo=self.repo) if not r.final]:
-                return
-        raise AssertionError("rollouts did not finish: " + ", ".join(
-            f"#{r.id} {r.model}/{r.environment} {r.state}" for r in self.store.list_rollouts(repo=self.repo)))
 
     def close(self) -> None:
         self.clients.close()
