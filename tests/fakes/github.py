@@ -49,9 +49,10 @@ from urllib.parse import urlencode
 import jwt
 import pytest
 from werkzeug.datastructures import MultiDict
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.http import QuietHandler, decode_body, link_header, response_problems
 from tests.fakes.openapi import OpenApiValidator, validator_for
 
 FLAVORS = {"github.com": "", "ghes-3.19": "/api/v3"}
@@ -1342,7 +1343,7 @@ class FakeGitHub:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> "FakeGitHub":
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=QuietHandler)
         self.host_url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fake-github", daemon=True)
@@ -1596,7 +1597,7 @@ class FakeGitHub:
         path = request.path
         with self.lock:
             call = Call(method, path, None, 0, {k: request.args.getlist(k) for k in request.args},
-                        _decode_body(raw_body, request.content_type), None, 0.0)
+                        decode_body(raw_body, request.content_type), None, 0.0)
             self.calls.append(call)
             status, body, headers = self._dispatch(request, call, raw_body)
             call.status = status
@@ -1688,40 +1689,13 @@ class FakeGitHub:
         return self.state.app_id
 
     def _link_header(self, request: Request, pages: dict[str, int], per_page: int) -> str:
-        links = []
-        for rel, page in pages.items():
-            query = MultiDict(request.args)
-            query["page"], query["per_page"] = str(page), str(per_page)
-            links.append(f'<{self.host_url}{request.path}?{urlencode(list(query.items(multi=True)))}>; rel="{rel}"')
-        return ", ".join(links)
+        return link_header(f"{self.host_url}{request.path}", request, pages, per_page)
 
     def _check_response(self, method: str, path: str, status: int, body: Any, request: Request) -> None:
-        if not self.validate_responses:
-            return
-        route = self.validator.route(path)
-        operation = self.validator.operation(method, route.template) if route else None
-        if operation is None or str(status) not in operation.get("responses", {}):
-            return  # best effort: statuses the description leaves out are not checked
-        errors = self.validator.validate_response(method, path, status, body=body, query=request.args)
-        self.response_errors.extend(f"{method} {path} → {status}: {e}" for e in errors)
+        if self.validate_responses:
+            self.response_errors.extend(response_problems(self.validator, method, path, status, body, request))
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log on stderr: ``fake.calls`` is the record."""
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-def _decode_body(raw: bytes, content_type: str | None) -> Any:
-    if not raw:
-        return None
-    if content_type and "json" in content_type:
-        try:
-            return json.loads(raw)
-        except ValueError:
-            pass
-    return raw.decode("utf-8", errors="replace")
 
 
 def served_templates() -> frozenset[str]:

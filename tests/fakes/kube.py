@@ -67,9 +67,10 @@ from typing import Any, Self
 
 import pytest
 import yaml
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.http import QuietHandler
 from tests.kube_schemas import validate_builtin, validate_inferenceservice
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -203,7 +204,7 @@ class FakeKube:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> Self:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=QuietHandler)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"fake-kube-{self.name}", daemon=True)
@@ -683,12 +684,6 @@ def _plural(kind: str) -> str:
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log on stderr: ``fake.calls`` is the record."""
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
 
 
 def write_kubeconfig(path: str | Path, fakes: Mapping[str, FakeKube], *,

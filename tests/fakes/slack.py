@@ -44,8 +44,10 @@ from urllib.parse import parse_qsl
 
 import jsonschema
 import pytest
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fakes.http import QuietHandler
 
 SPEC_FILE = ("specs", "slack", "slack_web_openapi_v2.json")
 SERVED = ("chat.postMessage", "chat.update", "conversations.info")
@@ -280,11 +282,6 @@ def check_blocks(blocks: list[dict[str, Any]] | None) -> None:
 # The server
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
 class FakeSlack:
     """The HTTP server, validation, faults and recording (see the module docstring)."""
 
@@ -300,7 +297,7 @@ class FakeSlack:
         self._rate_limited: list[int] = []        # Retry-After of the next 429 answers
         self._outage: int | None = 0              # 503 answers left; None: until recover()
         self._lock = threading.Lock()
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-slack", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------------
