@@ -131,6 +131,18 @@ class GitLabSettings(BaseModel):
         0.5, ge=0, description="Least time between two mutating requests with the token, across all workers.")
 
 
+class MetricsSettings(BaseModel):
+    """Where live metrics for canary verification come from (Prometheus), one PromQL query per metric."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prometheus_url: str = Field(description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.")
+    queries: dict[str, str] = Field(default_factory=dict,
+                                    description="Metric name (as gated in manifests) → PromQL with $model, "
+                                                "$version, $environment, $namespace, $cluster, $window.")
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
 class _YamlFileSource(PydanticBaseSettingsSource):
     """Settings from the file named by ``MODELHERD_CONFIG`` (YAML or JSON)."""
 
@@ -165,6 +177,8 @@ class Settings(BaseSettings):
     queue_url: str = Field("sqlite:///modelherd-queue.db",
                            description="Job queue: sqlite:///FILE (embedded) or redis://HOST:PORT/DB (scale-out).")
     queue_name: str = Field("modelherd", description="Queue name; also the Redis key prefix (huey.*.<name>).")
+    metrics: MetricsSettings | None = Field(None, description="Live metrics for canary verification; "
+                                                             "without it a step is verified by readiness.")
     drift_interval_seconds: float = Field(600.0, ge=30, description="How often each repository's default "
                                           "branch is compared with what serves (besides every push).")
     worker_in_process: bool = Field(False, description="`modelherd serve` also runs the job worker in-process.")

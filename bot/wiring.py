@@ -116,7 +116,13 @@ def build(settings: Settings, store: Store, queue: JobQueue, *,
             if slack is not None:
                 slack(record, event)
 
-    RolloutWorker(store, queue, targets, registries, notify=notify).bind()
+    metrics = None
+    if settings.metrics is not None:
+        from modelherd.metrics_source import PrometheusSource
+
+        metrics = PrometheusSource(settings.metrics.prometheus_url, settings.metrics.queries,
+                                   timeout=settings.metrics.timeout_seconds)
+    RolloutWorker(store, queue, targets, registries, notify=notify, metrics=metrics).bind()
     if github is not None:
         queue.add_sweeper(drift.drift_sweeper(
             store, lambda installation, repo: github.forge(installation, repo), settings.drift_interval_seconds,
