@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from modelherd.settings import ClusterConfig, GitHubSettings, Provider, Settings
 from modelherd.store import Store
 from modelherd.wiring import build
 from modelherd.worker import Dispatcher
+from tests.clock import Clock
 from tests.fixtures_store import sign
 from tests.gitrepo import EXAMPLES
 from tests.shared import shared_path
@@ -43,19 +43,6 @@ def example_files() -> dict[str, str]:
 
 def webhook_fixture(event: str, name: str) -> dict[str, Any]:
     return json.loads(shared_path("fixtures", "github", "webhooks", event, name).read_text())
-
-
-class Clock:
-    """The store's clock in these tests: real time, moved forward on demand (rollout waits, leases)."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class WorkerLoop:

@@ -28,7 +28,8 @@ from modelherd.store import Store
 from modelherd.wiring import build
 from modelherd.worker import Dispatcher
 
-from tests.github_app import CLUSTERS, Clock, WorkerLoop, example_files
+from tests.clock import Clock
+from tests.github_app import CLUSTERS, WorkerLoop, example_files
 from tests.shared import shared_path
 
 SECRET = "gitlab webhook secret token"

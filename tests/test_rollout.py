@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from modelherd.rollout import (
 )
 from modelherd.store import Store
 from modelherd.targets import Health, Readiness, TargetError
+from tests.clock import FIXED, Clock
 
 REPO = "octo/models"
 LEASE = 120.0
@@ -52,19 +53,6 @@ class CrashPlan:
         if name == self.at and not self.fired:
             self.fired = True
             raise Crash(name)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += timedelta(seconds=seconds)
 
 
 class FakeTarget:
@@ -182,7 +170,7 @@ class Rig:
 
     def __init__(self, store: Store, at: str | None = None, metrics: Any = None):
         self.plan = CrashPlan(at)
-        self.store, self.clock = store, Clock()
+        self.store, self.clock = store, Clock(FIXED)
         self.target, self.registry = FakeTarget(self.plan), FakeRegistry(self.plan)
         self.engine_store = CrashingStore(store, self.plan)
         self.metrics = metrics

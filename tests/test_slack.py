@@ -8,7 +8,6 @@ handlers.  Rollout events come from the real rollout engine driven by ``tests.te
 from __future__ import annotations
 
 import itertools
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from modelherd.slack.messages import detail_message, fold, new_summary, summary_
 from modelherd.slack.notifier import make_client
 from modelherd.store import Store
 from modelherd.store.slack import slack_repo
+from tests.clock import FIXED, Clock
 from tests.test_rollout import REPO, Rig, deployment, version
 
 if TYPE_CHECKING:
@@ -37,24 +37,9 @@ _names = itertools.count()
 # -- fixtures and helpers -------------------------------------------------------------------------------
 
 
-class Clock:
-    """The notifier's store clock: settable, so backoff delays cost no real time."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(FIXED)
 
 
 @pytest.fixture

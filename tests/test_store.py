@@ -6,27 +6,14 @@ from pathlib import Path
 
 import multiprocessing
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import inspect
 
 from modelherd.store import EventState, NewEvent, Store
 from modelherd.store.migrate import current_revision, head_revision
-
-
-
-class Clock:
-    """A settable clock for lease arithmetic without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from tests.clock import Clock
 
 
 def new_event(delivery: str = "d-1", **kw) -> NewEvent:
@@ -39,7 +26,7 @@ def new_event(delivery: str = "d-1", **kw) -> NewEvent:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture

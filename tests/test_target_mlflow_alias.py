@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -13,6 +13,7 @@ from modelherd.settings import MlflowRegistryConfig
 from modelherd.store import Store
 from modelherd.targets import Readiness, TargetError
 from modelherd.targets.mlflow_alias import MlflowAliasTarget
+from tests.clock import FIXED, Clock
 from tests.mlflow_server import free_port
 
 pytestmark = pytest.mark.mlflow
@@ -79,14 +80,6 @@ def test_unreachable_registry_is_a_target_error() -> None:
         target.live(deployment("any"))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def drive(store: Store, rollout_id: int, registry: MlflowRegistry, clock: Clock) -> str:
     target = MlflowAliasTarget(registry)
     for _ in range(50):
@@ -101,7 +94,7 @@ def drive(store: Store, rollout_id: int, registry: MlflowRegistry, clock: Clock)
 def test_engine_deploys_through_the_alias_and_rolls_back(store: Store, registry: MlflowRegistry, versions,
                                                          unique_name: str) -> None:
     v1, v2 = versions
-    clock = Clock()
+    clock = Clock(FIXED)
     registry.set_alias(unique_name, "staging", "1")
     dep = deployment(unique_name, canary=[10, 50, 100])
     rid = start_rollout(store, repo="octo/models", dep=dep, candidate=v2, stable=v1, trigger="merge", actor="alice",
