@@ -7,17 +7,21 @@ set it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from modelherd.checks import Position
 from modelherd.loading import LoadedManifest
 
 Path = tuple[str | int, ...]
 
 
-def parse_field(field: str | None) -> Path:
-    """``"serving.env.0"`` → ``("serving", "env", 0)``."""
-    if not field:
-        return ()
-    return tuple(int(p) if p.isdigit() else p for p in field.split("."))
+def parse_field(field: str | Sequence[str | int] | None) -> Path | None:
+    """``"serving.resources.gpu"`` → ``("serving", "resources", "gpu")``; digits become indexes; None
+    for no field."""
+    if field is None or field == "":
+        return None
+    parts = field.split(".") if isinstance(field, str) else list(field)
+    return tuple(int(p) if isinstance(p, str) and p.isdigit() else p for p in parts)
 
 
 def manifest_path(loaded: LoadedManifest, environment: str, path: Path) -> Path:
@@ -50,7 +54,7 @@ def locator(loaded: LoadedManifest | None, environment: str):
         if loaded is None:
             return None
         if isinstance(path, str) or path is None:
-            path = parse_field(path)
+            path = parse_field(path) or ()
         if path and path[0] in ("spec", "metadata"):   # already a manifest path
             return loaded.document.position_of(tuple(path))
         return loaded.document.position_of(manifest_path(loaded, environment, tuple(path)))

@@ -11,7 +11,6 @@ as in one of ten thousand.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -245,9 +244,3 @@ def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext, *
     return Plan(base_ref=base, head_ref=head, reports=reports, checks=checks, files=touched,
                 file_findings=file_findings, config=config)
 
-
-def fingerprint(plan: Plan) -> str:
-    """A short digest of what a plan would deploy, to tell whether two plans are the same."""
-    parts = [(r.change.key, r.change.action.value, r.candidate.version if r.candidate else None, r.diff)
-             for r in plan.reports]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

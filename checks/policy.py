@@ -49,6 +49,7 @@ from regopy.rego_shared import (
 )
 
 from modelherd.checks import Finding, Position, Severity
+from modelherd.locate import parse_field
 from modelherd.plan import ApprovalRequirement, Change
 
 CHECK = "policy"
@@ -499,14 +500,6 @@ def _environment_name(input_doc: Mapping[str, Any]) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # Output → plain data
-
-def parse_field(field: str | Sequence[str | int] | None) -> FieldPath | None:
-    """``"serving.resources.gpu"`` → ``("serving", "resources", "gpu")``; digits become indexes."""
-    if field is None or field == "":
-        return None
-    parts = field.split(".") if isinstance(field, str) else list(field)
-    return tuple(int(p) if isinstance(p, str) and p.isdigit() else p for p in parts)
-
 
 def _violation(entry: Any, output: str) -> Violation:
     if isinstance(entry, str):
