@@ -15,9 +15,9 @@ from modelherd.checks.approvals import RuleStatus, requirements_for
 from modelherd.commands import Command
 from modelherd.escape import md_code, md_text
 from modelherd.handlers.commands import CommandContext, command
-from modelherd.handlers.plan import rfc3339
+from modelherd.handlers.plan import plan_context
 from modelherd.plan import Action
-from modelherd.planner import PlanContext, build_plan
+from modelherd.planner import build_plan
 from modelherd.progress import rollout_reply
 from modelherd.promotion import start_for_plan
 
@@ -70,8 +70,7 @@ def deploy(ctx: CommandContext, cmd: Command) -> str:
         return (f"❌ refused: the head moved since the last plan (planned {planned}, head is "
                 f"{md_code(cr.head_sha[:7])}): comment `/plan` first, then `/deploy` again")
     deps = ctx.deps
-    plan_ctx = PlanContext(registries=deps["registries"], clusters=deps["clusters"], now=rfc3339(deps["clock"]()),
-                           pr=cr.facts())
+    plan_ctx = plan_context(cr, registries=deps["registries"], clusters=deps["clusters"], clock=deps["clock"])
     plan = build_plan(ctx.forge.reader(cr), cr.base_sha, cr.head_sha, plan_ctx)
     env = _environment(cmd, plan)
     if env is None:

@@ -18,8 +18,8 @@ from typing import Any
 from modelherd.approval_facts import evaluate_pull
 from modelherd.checks.approvals import RuleStatus, requirements_for
 from modelherd.forges.base import Forge
-from modelherd.handlers.plan import pr_key, rfc3339
-from modelherd.planner import PlanContext, build_plan
+from modelherd.handlers.plan import plan_context, pr_key
+from modelherd.planner import build_plan
 from modelherd.progress import rollout_reply
 from modelherd.promotion import start_for_plan
 from modelherd.router import Router
@@ -48,7 +48,7 @@ def on_merged(event: Any, *, forge: Forge, store: Any, registries: Mapping[str, 
         return
 
     def start() -> list[int]:
-        ctx = PlanContext(registries=registries, clusters=clusters, now=rfc3339(clock()), pr=cr.facts())
+        ctx = plan_context(cr, registries=registries, clusters=clusters, clock=clock)
         plan = build_plan(forge.reader(cr), cr.base_sha, cr.merge_sha, ctx)
         if not plan.has_changes:
             return []

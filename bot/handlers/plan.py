@@ -47,6 +47,12 @@ def rfc3339(now: datetime) -> str:
     return now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def plan_context(cr: Any, *, registries: Mapping[str, Any], clusters: Mapping[str, dict],
+                 clock: Callable[[], datetime]) -> PlanContext:
+    """What a plan of ``cr`` depends on outside the repository, as the handlers' dependencies give it."""
+    return PlanContext(registries=registries, clusters=clusters, now=rfc3339(clock()), pr=cr.facts())
+
+
 def pr_key(repo: str, number: int) -> str:
     """The mutex that serialises all work on one pull request across workers."""
     return f"pr:{repo}#{number}"
@@ -62,7 +68,7 @@ def refresh_pull_request(forge: Forge, number: int, *, store: Any, registries: M
     if cr.state != "open":
         log.info("%s#%d is %s: not planned", forge.repo, number, cr.state)
         return None
-    ctx = PlanContext(registries=registries, clusters=clusters, now=rfc3339(clock()), pr=cr.facts())
+    ctx = plan_context(cr, registries=registries, clusters=clusters, clock=clock)
     plan = build_plan(forge.reader(cr), cr.base_sha, cr.head_sha, ctx, rules_ref=cr.base_ref)
     apply_locks(plan, store, cr)
     outcome = evaluate_pull(forge, cr, requirements_for(plan.reports), plan.config)
