@@ -77,6 +77,11 @@ class TokenCache:
         with self._lock(key):
             self._tokens.pop(key, None)
 
+    def clear(self) -> None:
+        """Forget every token (the next request of each installation mints one)."""
+        with self._guard:
+            self._tokens.clear()
+
     def _lock(self, key: tuple) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())

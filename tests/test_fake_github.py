@@ -239,6 +239,10 @@ def test_installation_tokens_expire_and_need_a_valid_jwt(fake_github: FakeGitHub
         gh.get_repo("acme/models")
     assert expired.value.status == 401
 
+    unknown = requests.get(fake_github.url("/repos/acme/models"), timeout=10,
+                           headers={"Authorization": "token ghs_" + "0" * 36})
+    assert unknown.status_code == 401        # a token this server never issued, as GitHub answers
+
 
 # -- figures -----------------------------------------------------------------------------------------
 

@@ -1664,6 +1664,8 @@ class FakeGitHub:
                 if token.expires_at <= utcnow():
                     raise ApiError(401, "Bad credentials")
                 login, installation_id = self.state.bot_login, token.installation_id
+            elif credential.startswith("ghs_"):   # an installation token this server never issued
+                raise ApiError(401, "Bad credentials")
             else:
                 login = self.state.user_tokens.get(credential, "octocat")
         call.login = login
@@ -1735,7 +1737,12 @@ def fake_github(request: pytest.FixtureRequest, github_validators: GitHubValidat
 
     Teardown fails the test if any request broke the description or any response was off-schema.
     """
+    from modelherd.github_auth import TOKENS
+
     flavor = getattr(request, "param", "github.com")
     with FakeGitHub(flavor, validator=github_validators.get(flavor)) as fake:
         yield fake
         fake.assert_clean()
+    # The app keeps installation tokens per (API URL, app id, installation): a later test's fake on the
+    # same port would otherwise be sent this one's tokens (it answers 401 and the app mints a new one).
+    TOKENS.clear()
