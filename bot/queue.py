@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 RUN_EVENT_TASK = "modelherd.run_event"
 RUN_ROLLOUT_TASK = "modelherd.run_rollout"
 SWEEP_TASK = "modelherd.sweep"
+#: The longest an idle worker waits between two looks at a polled queue (SQLite).  huey backs off
+#: up to 10 s by default, so a webhook after a quiet minute waited that long before its plan began;
+#: a look at an empty SQLite queue costs tens of microseconds.  Redis blocks on the list instead.
+POLL_MAX_SECONDS = 1.0
 
 EventRunner = Callable[[int], Any]
 RolloutRunner = Callable[[int], Any]
@@ -103,6 +107,7 @@ class JobQueue:
         """A huey consumer with thread workers; ``embedded`` skips signal handlers (non-main threads)."""
         cls = _EmbeddedConsumer if embedded else Consumer
         options.setdefault("check_worker_health", not embedded)
+        options.setdefault("max_delay", POLL_MAX_SECONDS)
         return cls(self.huey, workers=workers, periodic=periodic, worker_type="thread", **options)
 
     def drain(self) -> int:

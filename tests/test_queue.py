@@ -109,6 +109,21 @@ def test_in_process_consumer_runs_jobs(store: Store, job_queue: JobQueue) -> Non
     assert calls == [event_id]
 
 
+def test_idle_worker_looks_at_the_queue_at_least_once_a_second(tmp_path) -> None:
+    """huey's default back-off reaches 10 s: a webhook after a quiet minute would wait that long.
+    (Redis is not polled: its workers block on the list.)"""
+    queue = JobQueue.from_url(f"sqlite:///{tmp_path / 'queue.db'}")
+    try:
+        worker = queue.consumer(1, embedded=True)._create_worker()
+        waits: list[float] = []
+        worker.stop_flag.wait = lambda timeout=None: waits.append(timeout) or False   # record, do not sleep
+        for _ in range(60):                                                              # an idle minute and more
+            worker.loop()
+        assert len(waits) == 60 and max(waits) <= 1.0
+    finally:
+        queue.close()
+
+
 # -- a worker killed mid-job ---------------------------------------------------------------------------
 
 
