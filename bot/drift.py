@@ -427,9 +427,15 @@ def _details(summary: str, body: str) -> str:
 # -------------------------------------------------------------------------------- check and JSON
 
 def drift_check(report: DriftReport) -> CheckReport:
-    """The ``modelherd/drift`` check: failure when something drifted, neutral otherwise (also when
-    something could not be checked: the title says so)."""
-    conclusion = "failure" if report.drifted else "neutral"
+    """The ``modelherd/drift`` check: failure when something drifted; neutral when something could not
+    be checked or a pinned environment differs on purpose (the title and summary say so); success when
+    everything serves what Git says."""
+    if report.drifted:
+        conclusion = "failure"
+    elif report.unknown or report.errors or report.pinned:
+        conclusion = "neutral"
+    else:
+        conclusion = "success"
     return CheckReport(name=DRIFT_CHECK, status=CheckStatus.COMPLETED, conclusion=conclusion,
                        title=title(report), summary=drift_markdown(report))
 

@@ -128,6 +128,10 @@ class JobQueue:
             ran += 1
         return ran
 
+    def sweep_now(self) -> None:
+        """Run the periodic sweep in this thread (one-shot tools and tests; workers run it every minute)."""
+        self._execute_sweep()
+
     def flush(self) -> None:
         """Delete every message and schedule of this queue (tests clean up their prefix)."""
         self.huey.storage.flush_all()

@@ -123,11 +123,14 @@ def build(settings: Settings, store: Store, queue: JobQueue, *,
         metrics = PrometheusSource(settings.metrics.prometheus_url, settings.metrics.queries,
                                    timeout=settings.metrics.timeout_seconds)
     RolloutWorker(store, queue, targets, registries, notify=notify, metrics=metrics).bind()
+    sweep_deps = dict(registries=registries, clusters=clusters, targets=targets, queue=queue, clock=store.now,
+                      notifier=notifier)
     if github is not None:
-        queue.add_sweeper(drift.drift_sweeper(
-            store, lambda installation, repo: github.forge(installation, repo), settings.drift_interval_seconds,
-            registries=registries, clusters=clusters, targets=targets, queue=queue, clock=store.now,
-            notifier=notifier))
+        queue.add_sweeper(drift.drift_sweeper(store, "github", github.forge, settings.drift_interval_seconds,
+                                              **sweep_deps))
+    if gitlab is not None:
+        queue.add_sweeper(drift.drift_sweeper(store, "gitlab", lambda _installation, repo: gitlab.forge(repo),
+                                              settings.drift_interval_seconds, **sweep_deps))
 
     def deps(event: EventRecord) -> dict[str, Any]:
         found: dict[str, Any] = {"store": store, "queue": queue, "registries": registries, "clusters": clusters,

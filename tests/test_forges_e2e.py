@@ -86,6 +86,14 @@ class Forge:
         """Merge and deliver the webhook; the commit the default branch now points at."""
         return self.app.merge(number)
 
+    def push_default_branch(self, sha: str) -> None:
+        """Deliver the push that moved the default branch to ``sha``, and run the jobs."""
+        if self.name == "github":
+            self.app.deliver("push", self.app.push_payload(sha))
+        else:
+            self.app.deliver("Push Hook", self.app.push_hook(sha))
+        self.app.work()
+
     # -- what the forge shows --------------------------------------------------------------------------
     def comments(self, number: int) -> list[str]:
         """Bodies of every comment/note, oldest first."""
@@ -276,6 +284,23 @@ def test_rollback_after_merge_opens_a_revert_request(forge, registry):
     assert pin is not None and pin.version == "1" and pin.revert_pr
     assert forge.title(pin.revert_pr).startswith("Revert")
     assert "version: 1}" in forge.file_at_head(pin.revert_pr, "models/fraud-detector.yaml")
+
+
+def test_periodic_sweep_finds_drift_between_pushes(forge, registry):
+    """Drift made by hand (here: the production alias moved in the registry) is found by the periodic
+    sweep, without waiting for the next push to the default branch."""
+    registry.add("search-reranker", 2, tags=PASSED)
+    for model, version in (("churn-model", 3), ("search-reranker", 2)):   # the rest of the repo serves too
+        for environment in ("staging", "production"):
+            registry.set_alias(model, environment, version)
+    number = approved(forge)
+    merge_sha = forge.merge(number)
+    forge.app.run_rollouts()
+    forge.push_default_branch(merge_sha)
+    assert forge.status(merge_sha, "modelherd/drift") == "success"
+    registry.set_alias("fraud-detector", "production", 1)            # someone moved it by hand
+    forge.app.queue.sweep_now()
+    assert forge.status(merge_sha, "modelherd/drift") == "failure"
 
 
 def test_help_and_unlock_use_the_forges_spelling(forge):

@@ -62,14 +62,15 @@ def on_push(event: Any, *, forge: Forge, store: Any, registries: Mapping[str, An
                         queue=queue, clock=clock, notifier=notifier)
 
 
-def drift_sweeper(store: Any, forge_for: Callable[[int, str], Forge | None], interval: float,
-                  **deps: Any) -> Callable[[], list[str]]:
-    """The periodic job: rescan each repository's last pushed default-branch head, at most once per
-    ``interval`` across workers (a store lease that is never released acts as the rate limit)."""
+def drift_sweeper(store: Any, forge_name: str, forge_for: Callable[[int | None, str], Forge | None],
+                  interval: float, **deps: Any) -> Callable[[], list[str]]:
+    """The periodic job of one forge (``github``, ``gitlab``): rescan each repository's last pushed
+    default-branch head, at most once per ``interval`` across workers (a store lease that is never
+    released acts as the rate limit)."""
     def sweep() -> list[str]:
         scanned = []
-        for repo, installation, sha in store.last_pushes(default_branch_push):
-            if not store.try_mutex(f"drift:{repo}", uuid.uuid4().hex, interval):
+        for repo, installation, sha in store.last_pushes(forge_name, default_branch_push):
+            if not store.try_mutex(f"drift:{forge_name}:{repo}", uuid.uuid4().hex, interval):
                 continue
             forge = forge_for(installation, repo)
             if forge is None:

@@ -118,13 +118,17 @@ class EventsRepo:
                              .where(Event.forge == forge, Event.repo == repo, Event.installation_id.is_not(None))
                              .order_by(Event.id.desc()).limit(1)).scalar_one_or_none()
 
-    def last_pushes(self, head_of: Callable[[Any], str | None], limit: int = 2000) -> list[tuple[str, int, str]]:
-        """Per repository, (repo, installation, SHA) of the newest push for which ``head_of(payload)``
-        gives a SHA (e.g. pushes to the default branch)."""
+    def last_pushes(self, forge: str, head_of: Callable[[Any], str | None],
+                    limit: int = 2000) -> list[tuple[str, int | None, str]]:
+        """Per repository of ``forge``, (repo, installation, SHA) of the newest push for which
+        ``head_of(payload)`` gives a SHA (e.g. pushes to the default branch).  GitHub pushes without an
+        installation are left out (nothing could act on them); GitLab has no installations (None)."""
+        query = select(Event.repo, Event.installation_id, Event.payload).where(
+            Event.forge == forge, Event.event == "push", Event.repo.is_not(None))
+        if forge == "github":
+            query = query.where(Event.installation_id.is_not(None))
         with self._tx() as s:
-            rows = s.execute(select(Event.repo, Event.installation_id, Event.payload)
-                             .where(Event.event == "push", Event.installation_id.is_not(None))
-                             .order_by(Event.id.desc()).limit(limit)).all()
+            rows = s.execute(query.order_by(Event.id.desc()).limit(limit)).all()
         found: dict[str, tuple[str, int, str]] = {}
         for repo, installation, payload in rows:
             if repo in found or not isinstance(payload, dict):
