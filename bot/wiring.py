@@ -72,21 +72,6 @@ def gitlab_clients(settings: Settings) -> Any:
                                        pacer=shared_pacer(settings, settings.gitlab.write_interval_seconds))
 
 
-def gitlab_forge(gitlab: Any, event: EventRecord) -> Any:
-    """The GitLab project's forge for ``event``.
-
-    GitLab addresses a note through its merge request, so a command note's MR is handed to the forge
-    here (the commands handler reacts to the note by its id alone, as on GitHub).
-    """
-    forge = gitlab.forge(event.repo)
-    payload = event.payload if isinstance(event.payload, dict) else {}
-    if event.event == "issue_comment":
-        note, mr = (payload.get("comment") or {}).get("id"), (payload.get("issue") or {}).get("number")
-        if isinstance(note, int) and isinstance(mr, int):
-            forge.caches.note_mrs.put(note, mr)
-    return forge
-
-
 def build(settings: Settings, store: Store, queue: JobQueue, *,
           registries: Mapping[str, Registry] | None = None, github: Any = None, gitlab: Any = None,
           targets: Targets | None = None) -> Handlers:
@@ -140,7 +125,7 @@ def build(settings: Settings, store: Store, queue: JobQueue, *,
         if event.forge == "github" and github is not None and event.installation_id and event.repo:
             found["forge"] = github.forge(event.installation_id, event.repo)
         elif event.forge == "gitlab" and gitlab is not None and event.repo:
-            found["forge"] = gitlab_forge(gitlab, event)
+            found["forge"] = gitlab.forge(event.repo)
         return found
 
     return Handlers(router=ROUTER, deps=deps)

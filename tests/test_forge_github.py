@@ -300,10 +300,10 @@ def test_comments_reactions_people(fake_github: FakeGitHub) -> None:
     world = World(fake_github)
     forge = world.forge()
     command = fake_github.add_comment(world.repo, world.number, "bob", "/deploy")
-    forge.react(command, "eyes")
+    forge.react(world.number, command, "eyes")
     assert [r["content"] for r in fake_github.state.comments[command].reactions] == ["eyes"]
     with pytest.raises(ValueError):
-        forge.react(command, "thumbsup")
+        forge.react(world.number, command, "thumbsup")
     reply = forge.create_comment(world.number, "deploying")
     assert fake_github.state.comments[int(reply)].body == "deploying"
 

@@ -179,17 +179,17 @@ def test_sticky_note_found_by_a_new_process_and_recreated_when_deleted(fake_gitl
 def test_comment_and_eyes_reaction(fake_gitlab, project, forge):
     iid = open_mr(fake_gitlab, project, {"x": "1"})
     command = fake_gitlab.add_note(project, iid, "alice", "/deploy staging")
-    forge.react(command, "eyes", number=iid)
-    forge.react(command, "eyes", number=iid)                     # awarded already: a no-op
+    forge.react(iid, command, "eyes")
+    forge.react(iid, command, "eyes")                            # awarded already: a no-op
     reply = forge.create_comment(iid, "deploying")
-    forge.react(reply, "+1")                                     # a note this process made: iid known
+    forge.react(iid, reply, "+1")
     notes = {n.id: n for n in fake_gitlab.notes(project, iid)}
     assert [a["name"] for a in notes[command].awards] == ["eyes"]
     assert [a["name"] for a in notes[int(reply)].awards] == ["thumbsup"]
-    with pytest.raises(GitLabError, match="pass number="):
-        forge.react(99999, "eyes")
+    with pytest.raises(GitLabError):
+        forge.react(iid, 99999, "eyes")                          # no such note
     with pytest.raises(ValueError):
-        forge.react(command, "party", number=iid)
+        forge.react(iid, command, "party")
 
 
 # -- commit statuses -----------------------------------------------------------------------------------------

@@ -133,8 +133,8 @@ class Forge(Protocol):
         """A new comment on the PR/MR (command replies)."""
         ...
 
-    def react(self, comment_id: int | str, content: str) -> None:
-        """React to a comment (``eyes`` on receipt of a command)."""
+    def react(self, number: int, comment_id: int | str, content: str) -> None:
+        """React to comment ``comment_id`` of PR/MR ``number`` (``eyes`` on receipt of a command)."""
         ...
 
     def permission(self, user: str) -> str:

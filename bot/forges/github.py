@@ -253,8 +253,8 @@ class GitHubForge:
         comment = self._call(f"comment on #{number}", lambda: self._repo.get_issue(number).create_comment(body))
         return str(comment.id)
 
-    def react(self, comment_id: int | str, content: str) -> None:
-        """Add a reaction (``eyes``, ``+1``, …) to an issue comment."""
+    def react(self, number: int, comment_id: int | str, content: str) -> None:
+        """Add a reaction (``eyes``, ``+1``, …) to an issue comment (GitHub addresses it by id alone)."""
         if content not in REACTIONS:
             raise ValueError(f"unknown reaction {content!r}; one of {sorted(REACTIONS)}")
         self._call(f"react to comment {comment_id}", lambda: self._comment(int(comment_id)).create_reaction(content))

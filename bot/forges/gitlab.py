@@ -309,7 +309,6 @@ class ProjectCaches:
     trees: LruCache = field(default_factory=lambda: LruCache(256))          # (sha, folder) → paths
     mr_files: LruCache = field(default_factory=lambda: LruCache(256))       # (iid, base, head) → paths
     note_ids: LruCache = field(default_factory=lambda: LruCache(4096))      # (iid, marker) → note id
-    note_mrs: LruCache = field(default_factory=lambda: LruCache(4096))      # note id → iid
     statuses: LruCache = field(default_factory=lambda: LruCache(4096))      # (sha, name) → _Status
     head_refs: LruCache = field(default_factory=lambda: LruCache(1024))     # head sha → source branch
     user_ids: LruCache = field(default_factory=lambda: LruCache(4096))      # username → (id, state) | None
@@ -500,21 +499,13 @@ class GitLabForge:
         """A new note on the merge request; returns its id."""
         data = self._send(f"comment on !{number}", "POST", f"/merge_requests/{number}/notes",
                           {"body": clip(body, NOTE_LIMIT, "comment")})
-        self.caches.note_mrs.put(int(data["id"]), number)
         return str(data["id"])
 
-    def react(self, comment_id: int | str, content: str, *, number: int | None = None) -> None:
-        """Award an emoji (``eyes``, ``+1``… in the forge's names) to a note of merge request ``number``.
-
-        GitLab addresses a note through its MR; without ``number`` the note must be one this process
-        has seen (created, or found while looking for the sticky note). Awarding twice is a no-op.
-        """
+    def react(self, number: int, comment_id: int | str, content: str) -> None:
+        """Award an emoji (``eyes``, ``+1``… in the forge's names) to a note of merge request ``number``
+        (GitLab addresses a note through its MR). Awarding twice is a no-op."""
         if content not in EMOJI:
             raise ValueError(f"unknown reaction {content!r}; one of {sorted(EMOJI)}")
-        number = number if number is not None else self.caches.note_mrs.get(int(comment_id))
-        if number is None:
-            raise GitLabError(None, f"GitLab: react to note {comment_id}: its merge request is unknown "
-                                    "(pass number=)")
         try:
             self._send(f"react to note {comment_id}", "POST",
                        f"/merge_requests/{number}/notes/{comment_id}/award_emoji", {"name": EMOJI[content]})
@@ -560,8 +551,6 @@ class GitLabForge:
         bot = self.bot_user()["id"]
         notes = self._list(f"list notes of !{number}", f"/merge_requests/{number}/notes",
                            {"sort": "asc", "order_by": "created_at"})
-        for note in notes:
-            self.caches.note_mrs.put(int(note["id"]), number)
         for note in notes:
             author = note.get("author") or {}
             if not note.get("system") and author.get("id") == bot and marker in (note.get("body") or ""):

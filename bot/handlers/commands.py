@@ -126,7 +126,7 @@ def on_comment(event: Any, *, forge: Forge, store: Any, **deps: Any) -> None:
     if not commands:
         return
     number = int(issue["number"])
-    forge.react(comment["id"], "eyes")
+    forge.react(number, comment["id"], "eyes")
     cr = forge.change_request(number)
     ctx = CommandContext(forge, cr, comment["user"]["login"], base_config(forge, cr), {"store": store, **deps},
                          forge_name=event.forge)
