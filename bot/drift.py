@@ -33,6 +33,7 @@ from typing import Any
 
 from modelherd.escape import md_cell, md_fence, md_html, md_text
 from modelherd.forges.base import CheckReport, CheckStatus
+from modelherd.orphans import OrphanReport, orphans_markdown, orphans_title, orphans_to_dict
 from modelherd.render import LABEL_MANAGED_BY, LABEL_VERSION, MANAGED_BY
 from modelherd.yamldiff import diff as yaml_diff
 
@@ -100,7 +101,8 @@ class DriftReport:
     ``checked``: model/environments whose live state was compared (in sync or not). ``errors``: what
     stopped part of the scan and belongs to no one model/environment (an unreadable manifest file, a
     broken ``.modelherd.yaml``, a failed self-heal start). ``pinned``: every pinned model/environment
-    seen, drifted or not.
+    seen, drifted or not. ``orphans``: live objects of this repository that Git no longer declares (a
+    warning: they change neither the check's conclusion nor the exit code).
     """
 
     items: list[DriftItem] = field(default_factory=list)
@@ -110,6 +112,7 @@ class DriftReport:
     pinned: list[tuple[str, str]] = field(default_factory=list)
     ref: str = ""
     checked_at: str = ""
+    orphans: OrphanReport = field(default_factory=OrphanReport)
 
     @property
     def drifted(self) -> list[DriftItem]:
@@ -367,7 +370,12 @@ def item_state(item: DriftItem) -> str:
 
 
 def title(report: DriftReport) -> str:
-    """The one-line headline of a report (the check's title)."""
+    """The one-line headline of a report (the check's title), orphans appended when there are some."""
+    orphans = orphans_title(report.orphans)
+    return f"{_drift_title(report)}; {orphans}" if orphans else _drift_title(report)
+
+
+def _drift_title(report: DriftReport) -> str:
     drifted, unknown = len(report.drifted), len(report.unknown) + len(report.errors)
     if drifted:
         healing = sum(1 for i in report.drifted if i.healing)
@@ -391,6 +399,7 @@ def drift_markdown(report: DriftReport, *, limit: int = SUMMARY_LIMIT) -> str:
         head += ["", "| Model | Environment | Cluster | State | What differs |", "|---|---|---|---|---|"]
         head += [f"| {md_cell(i.model)} | {md_cell(i.environment)} | {md_cell(i.cluster)} | "
                  f"{md_cell(item_state(i))} | {md_cell(i.summary)} |" for i in report.items]
+    head += orphans_markdown(report.orphans)
     head += _notes(report)
     text = "\n".join(head) + "\n"
     for item in (i for i in report.items if i.diff):
@@ -428,11 +437,11 @@ def _details(summary: str, body: str) -> str:
 
 def drift_check(report: DriftReport) -> CheckReport:
     """The ``modelherd/drift`` check: failure when something drifted; neutral when something could not
-    be checked or a pinned environment differs on purpose (the title and summary say so); success when
-    everything serves what Git says."""
+    be checked, a pinned environment differs on purpose, or orphans were found (the title and summary
+    say so; orphans are a warning, as in Argo CD); success when everything serves what Git says."""
     if report.drifted:
         conclusion = "failure"
-    elif report.unknown or report.errors or report.pinned:
+    elif report.unknown or report.errors or report.pinned or report.orphans.orphans:
         conclusion = "neutral"
     else:
         conclusion = "success"
@@ -450,6 +459,7 @@ def drift_to_dict(report: DriftReport) -> dict[str, Any]:
                     for s in report.skipped],
         "pinned": [{"model": m, "environment": e} for m, e in report.pinned],
         "errors": list(report.errors),
+        **orphans_to_dict(report.orphans),
     }
 
 

@@ -9,7 +9,9 @@ registry unreachable, an unreadable manifest, a bad revision or settings file).
 
 The command only reports: self-heal is the worker's periodic job. ``--pinned MODEL/ENV`` marks
 model/environments as pinned by hand; ``--forge-repo OWNER/NAME`` reads the pins and the rollouts in
-progress of that repository from the store the settings name.
+progress of that repository from the store the settings name, and names the repository whose orphans
+(live objects it deployed that Git no longer declares) are listed; without it none are. Orphans do not
+change the exit status.
 
 Exported as :data:`command`; the main ``modelherd`` group attaches it.
 """
@@ -101,7 +103,7 @@ def run(repo: str, ref: str, settings: Any, *, registries: Mapping[str, Any] | N
 @click.option("--pinned", multiple=True, metavar="MODEL/ENV",
               help="Treat this model/environment as pinned (compared, not counted as drift). Repeatable.")
 @click.option("--forge-repo", default="", metavar="OWNER/NAME",
-              help="Read this repository's pins and rollouts in progress from the store.")
+              help="Read this repository's pins and rollouts in progress from the store, and list its orphans.")
 @click.pass_context
 def command(ctx: click.Context, repo: str, ref: str, settings_path: str | None, fmt: str,
             pinned: tuple[str, ...], forge_repo: str) -> None:

@@ -17,8 +17,10 @@ Anything that cannot be asked (a cluster or registry down, a cluster not configu
 registry does not have) becomes an ``unknown`` item with the reason; a cluster found unreachable once is
 not asked again in the same scan. Nothing here raises for one bad model/environment.
 
-**Orphans are not reported**: an object still live after its environment left Git would need a list of
-every namespace of every cluster; targets only read the objects a manifest names.
+6. **Orphans**: afterwards, every ``(cluster, namespace)`` the manifests use is listed for objects this
+   repository deployed that no manifest declares any more (:mod:`modelherd.orphan_scan`). They are
+   reported, never healed or deleted. When a manifest or ``.modelherd.yaml`` does not load, what Git
+   declares is not known, so orphans are not listed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from modelherd.drift import ALIAS_KIND, DriftItem, DriftReport, Skipped, compare
 from modelherd.forges.base import RevisionReader, SourceError
 from modelherd.loading import load_files
 from modelherd.manifest import Deployment, ModelRef, effective
+from modelherd.orphan_scan import scan_orphans
+from modelherd.orphans import OrphanReport
 from modelherd.registry import ModelVersionInfo, RegistryError, VersionNotFound
 from modelherd.render import RenderError, render
 from modelherd.repoconfig import CONFIG_FILE, RepoConfig, parse_config
@@ -130,7 +134,16 @@ def scan_repo(reader: RevisionReader, ref: str, *, registries: Mapping[str, Any]
             item = _heal(item, dep, scan.versions.get(dep.model), heal, report)
         _note_pin(report, dep, scan)
         report.items.append(item)
+    report.orphans = _orphans(desired, scan, repo)
     return report
+
+
+def _orphans(desired: DesiredState, scan: _Scan, repo: str) -> OrphanReport:
+    """The orphans of ``repo``; none listed when part of what Git declares could not be read."""
+    if desired.errors:
+        return OrphanReport(not_listed=["a manifest or .modelherd.yaml could not be read, so what "
+                                        "Git declares is not fully known"])
+    return scan_orphans(desired.deployments, targets=scan.targets, kind_of=scan.kind_of, repo=repo, down=scan.down)
 
 
 class _Scan:

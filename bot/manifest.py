@@ -294,6 +294,9 @@ class Deployment(_Strict):
     labels: dict[str, str]
     description: str | None = None
     url: str | None = None
+    #: The forge repository (``owner/name``) deploying it; not in manifests: the rollout engine sets it
+    #: from the rollout, and rendered objects carry it as the ``modelherd.dev/repository`` annotation.
+    repository: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:

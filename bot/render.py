@@ -52,6 +52,7 @@ LABEL_VERSION = "modelherd.dev/version"
 ANNOTATION_REGISTRY_MODEL = "modelherd.dev/registry-model"
 ANNOTATION_SOURCE = "modelherd.dev/source"
 ANNOTATION_RUN_ID = "modelherd.dev/run-id"
+ANNOTATION_REPOSITORY = "modelherd.dev/repository"   # the forge repository whose manifests deployed it
 ANNOTATION_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -140,8 +141,12 @@ def labels(dep: Deployment, version: ModelVersionInfo | None) -> dict[str, str]:
 
 
 def annotations(dep: Deployment, version: ModelVersionInfo | None) -> dict[str, str]:
-    """Lineage annotations: the registry model and, when known, the version's source and run."""
+    """Lineage annotations: the registry model and, when known, the version's source and run, and the
+    repository that deploys it (``dep.repository``, set by the rollout engine: drift tells this
+    repository's orphans from another's by it)."""
     out = {ANNOTATION_REGISTRY_MODEL: f"{dep.model.registry}/{dep.model.name}"}
+    if dep.repository:
+        out[ANNOTATION_REPOSITORY] = dep.repository
     if version is not None and version.source:
         out[ANNOTATION_SOURCE] = version.source
     if version is not None and version.run_id:

@@ -926,14 +926,15 @@ def _iso_all(value: Any) -> Any:
 
 
 def _dep(r: RolloutRecord) -> Deployment:
-    return Deployment.model_validate(r.spec)
+    """The rollout's deployment, carrying its repository (rendered as an annotation, see render.py)."""
+    return Deployment.model_validate({**r.spec, "repository": r.repo})
 
 
 def _restore_dep(r: RolloutRecord) -> Deployment:
     """What the restore applies: the spec that last served the stable version, else the candidate's spec
     pinned to it."""
     if r.stable_spec is not None:
-        return Deployment.model_validate(r.stable_spec)
+        return Deployment.model_validate({**r.stable_spec, "repository": r.repo})
     return pinned(_dep(r), _stable(r))
 
 

@@ -209,3 +209,21 @@ def test_slack_gets_one_thread_for_the_pull_request(fake_github, fake_slack, tmp
         assert summary.updates, "the summary is edited in place as the state changes"
     finally:
         app.close()
+
+
+def test_a_renamed_model_leaves_orphans_on_the_drift_check(app):
+    number = approved_pr(app)
+    app.merge(number)
+    app.run_rollouts()
+    live = app.kube["aws-eu-1"].get("InferenceService", "risk", "fraud-detector")
+    assert live["metadata"]["annotations"]["modelherd.dev/repository"] == app.repo     # rollouts record it
+    renamed = app.file("models/fraud-detector.yaml").replace("  name: fraud-detector\n", "  name: fraud-scorer\n", 1)
+    sha = app.fake.add_commit(app.repo, {"models/fraud-detector.yaml": None, "models/fraud-scorer.yaml": renamed},
+                              message="Rename fraud-detector", branch="main")
+    app.deliver("push", app.push_payload(sha))
+    app.work()
+    summary = app.check(sha, "modelherd/drift").output["summary"]
+    assert "#### Orphaned: 2 live object(s)" in summary
+    assert "| InferenceService | risk/fraud-detector | aws-eu-1 | fraud-detector | production | 2 |" in summary
+    assert "| InferenceService | risk-staging/fraud-detector | onprem-a | fraud-detector | staging | 2 |" in summary
+    assert app.kube["aws-eu-1"].get("InferenceService", "risk", "fraud-detector") is not None

@@ -289,6 +289,33 @@ def test_remove_leaves_objects_modelherd_does_not_manage(east: FakeKube, tmp_pat
     assert east.get("InferenceService", NS, NAME) is not None
 
 
+def test_managed_lists_our_objects_of_every_kind_with_one_call_per_kind(east: FakeKube, tmp_path: Path) -> None:
+    target = target_for(east, tmp_path)
+    target.apply(make(), V7)
+    target.apply(make(runtime="deployment", replicas={"min": 1, "max": 3}).model_copy(update={"name": "ranker"}), V7)
+    east.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "by-hand", "namespace": NS},
+                 "spec": {"ports": [{"port": 80}]}})
+    other_ns = make().model_copy(update={"namespace": "elsewhere"})
+    target.apply(other_ns, V7)
+    before = len(east.calls)
+
+    found = target.managed(NS)
+
+    assert sorted((o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in found) == [
+        ("apps/v1", "Deployment", "ranker"), ("autoscaling/v2", "HorizontalPodAutoscaler", "ranker"),
+        ("serving.kserve.io/v1beta1", "InferenceService", "fraud"), ("v1", "Service", "ranker")]
+    calls = east.calls[before:]
+    assert len(calls) == 4 and all(c.method == "GET" for c in calls)
+    assert {c.query["labelSelector"] for c in calls} == {f"{LABEL_MANAGED_BY}=modelherd"}
+
+
+def test_managed_names_the_cluster_when_a_list_fails(east: FakeKube, tmp_path: Path) -> None:
+    target = target_for(east, tmp_path)
+    east.fail_next(403, "services is forbidden: User cannot list resource", method="GET")
+    with pytest.raises(TargetError, match=r"cluster east: list InferenceService in ml: HTTP 403: services is forbidden"):
+        target.managed(NS)
+
+
 # ---------------------------------------------------------------------------------------- API errors
 
 def test_unreachable_cluster_fails_fast_with_the_cluster_named(east: FakeKube, tmp_path: Path) -> None:

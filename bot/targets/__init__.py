@@ -7,13 +7,16 @@
   for serving stacks that follow aliases.
 
 Every method is idempotent: the rollout engine may call it again after a crash.
+
+A target that can also list what modelherd manages in a namespace implements :class:`ListsManaged`
+(the ``kubernetes`` target does); drift uses it to report orphans, and skips targets that cannot.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from modelherd.manifest import Deployment
 from modelherd.registry import ModelVersionInfo
@@ -54,4 +57,14 @@ class Target(Protocol):
 
     def remove(self, dep: Deployment) -> None:
         """Stop serving ``dep`` (the manifest's environment was deleted)."""
+        ...
+
+
+@runtime_checkable
+class ListsManaged(Protocol):
+    """A target that can list the live objects modelherd manages in one namespace (for orphans)."""
+
+    def managed(self, namespace: str) -> list[dict[str, Any]]:
+        """Every live object in ``namespace`` labelled as managed by modelherd, each with its
+        ``apiVersion`` and ``kind``; raises :class:`TargetError` when the target cannot be asked."""
         ...

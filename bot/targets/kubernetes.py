@@ -90,7 +90,13 @@ class _Resource:
     snake: str = ""
 
     def call(self, apis: _Apis, verb: str, namespace: str, name: str, **kwargs: Any) -> Any:
-        """Call ``read`` / ``patch`` / ``delete`` for one object (raw response, not preloaded)."""
+        """Call ``read`` / ``patch`` / ``delete`` for one object, or ``list`` for the namespace's
+        objects (``name`` unused); the raw response, not preloaded."""
+        if verb == "list":
+            if self.api is None:
+                group, version = self.api_version.split("/")
+                return apis.custom.list_namespaced_custom_object(group, version, namespace, self.plural, **kwargs)
+            return getattr(getattr(apis, self.api), f"list_namespaced_{self.snake}")(namespace, **kwargs)
         if self.api is None:
             group, version = self.api_version.split("/")
             method = getattr(apis.custom, f"{'get' if verb == 'read' else verb}_namespaced_custom_object")
@@ -183,6 +189,25 @@ class KubernetesTarget:
         objects = [obj for obj in found if obj is not None]
         return objects or None
 
+    def managed(self, namespace: str) -> list[dict[str, Any]]:
+        """Every object of the four kinds in ``namespace`` labelled ``managed-by: modelherd``: one list
+        call per kind, whatever the number of models (:class:`~modelherd.targets.ListsManaged`).
+
+        List items of built-in kinds carry no ``apiVersion`` / ``kind`` on the wire; they are filled
+        in. A cluster without the KServe CRD (404 on the InferenceService list) has none of those."""
+        found: list[dict[str, Any]] = []
+        selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+        for resource in (INFERENCE_SERVICE, DEPLOYMENT, SERVICE, HPA):
+            try:
+                listed = _json(self._call("list", resource, namespace, "", "list", label_selector=selector))
+            except KubernetesApiError as error:
+                if error.status == 404 and resource is INFERENCE_SERVICE:
+                    continue
+                raise
+            found += [{**item, "apiVersion": resource.api_version, "kind": resource.kind}
+                      for item in listed.get("items") or () if isinstance(item, dict)]
+        return found
+
     def remove(self, dep: Deployment) -> None:
         """Delete the objects modelherd manages for ``dep`` (any runtime); absent ones are fine.
         Objects of the same name that modelherd does not manage are left alone."""
@@ -259,7 +284,8 @@ class KubernetesTarget:
     def _error(self, exc: Exception, action: str, resource: _Resource, namespace: str,
                name: str) -> KubernetesApiError:
         """A readable error for ``exc`` naming the cluster, kind and object, with the API's message."""
-        where = f"cluster {self.cluster}: {action} {resource.kind} {namespace}/{name}"
+        where = f"cluster {self.cluster}: {action} {resource.kind} {namespace}/{name}" if name else \
+            f"cluster {self.cluster}: {action} {resource.kind} in {namespace}"
         status = getattr(exc, "status", None)
         if isinstance(status, int) and status > 0:
             message, causes = _status_message(getattr(exc, "body", None), getattr(exc, "reason", None))

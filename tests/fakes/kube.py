@@ -19,6 +19,10 @@ InferenceServices, ``apps/v1`` Deployments, ``v1`` Services and ``autoscaling/v2
   increments on every write that changes the object (a no-op apply, like on a real server, leaves
   it). ``managedFields`` are omitted.
 * ``DELETE`` (404 when absent).
+* ``GET`` a collection (list) in one namespace, with an equality-based ``labelSelector``
+  (``k=v``, ``k==v``, ``k!=v``, ``k``, ``!k``, comma-separated; set-based selectors are a violation).
+  As a real API server does, the items of a built-in kind's list carry no ``apiVersion`` / ``kind``
+  (custom resources' items do); a list is not counted as a status poll.
 
 **Every body is validated**: InferenceServices against the KServe CRD
 (:func:`tests.kube_schemas.validate_inferenceservice`), the others with
@@ -81,7 +85,9 @@ ISVC_MODES = ("ready", "fail-load", "hang", "invalid", "reject")
 DEPLOYMENT_MODES = ("ready", "progress-deadline-exceeded", "hang", "reject")
 
 _PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
-                   r"/namespaces/(?P<namespace>[^/]+)/(?P<plural>[^/]+)/(?P<name>[^/]+)$")
+                   r"/namespaces/(?P<namespace>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
+_SELECTOR_TERM = re.compile(r"^(?P<not>!)?(?P<key>[A-Za-z0-9][-A-Za-z0-9_./]*)"
+                            r"(?:(?P<op>==|!=|=)(?P<value>[-A-Za-z0-9_.]*))?$")
 
 
 @dataclass(frozen=True)
@@ -254,6 +260,29 @@ class FakeKube:
             stored = self.objects.get((_plural(kind), namespace, name))
             return stored.composed() if stored else None
 
+    def create(self, obj: Mapping[str, Any]) -> None:
+        """Another actor (``kubectl create``) creates ``obj``: validated like an apply, owned by others."""
+        kind = KINDS[_plural(obj["kind"])]
+        meta = obj.get("metadata") or {}
+        body = copy.deepcopy(dict(obj))
+        validate = validate_inferenceservice if kind.kind == "InferenceService" else validate_builtin
+        problems = _identity_problems(kind, meta.get("namespace"), meta.get("name"), body) + \
+            [("<body>", e) for e in validate(body)]
+        assert not problems, f"FakeKube.create: {problems}"
+        with self.lock:
+            key = (kind.plural, meta["namespace"], meta["name"])
+            assert key not in self.objects, f"FakeKube.create: {key} exists"
+            stored = Stored(kind, meta["namespace"], meta["name"], str(uuid.uuid4()), _now(), others=body)
+            stored.generation = 0
+            self.objects[key] = stored
+            self._written(stored, None)
+
+    def lists(self, kind: str | None = None) -> list[Call]:
+        """The list (collection GET) calls (of ``kind``'s plural, when given)."""
+        plural = _plural(kind) if kind else None
+        return [c for c in self.calls if c.method == "GET" and _PATH.match(c.path)
+                and _PATH.match(c.path)["name"] is None and (plural is None or c.path.endswith(f"/{plural}"))]
+
     def edit(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         """Another actor (a person, an operator) merges ``patch`` into the object."""
         with self.lock:
@@ -299,6 +328,11 @@ class FakeKube:
             self.faults.remove(fault)
             raise ApiError(fault[0], "InternalError" if fault[0] >= 500 else "BadRequest", fault[1])
         kind, namespace, name = self._route(call)
+        if call.method == "GET" and name is None:
+            return self._list(kind, namespace, call)
+        if name is None:
+            self._violation(call, f"{call.method} on a collection is not served")
+            raise ApiError(405, "MethodNotAllowed", f"the server does not allow {call.method} here")
         if call.method == "GET":
             return self._get(kind, namespace, name, call)
         if call.method == "PATCH":
@@ -308,7 +342,7 @@ class FakeKube:
         self._violation(call, f"method {call.method} is not served")
         raise ApiError(405, "MethodNotAllowed", f"the server does not allow {call.method} here")
 
-    def _route(self, call: Call) -> tuple[Kind, str, str]:
+    def _route(self, call: Call) -> tuple[Kind, str, str | None]:
         match = _PATH.match(call.path)
         kind = KINDS.get(match["plural"]) if match else None
         if match is None or kind is None or (match["core"] or f"{match['group']}/{match['version']}") != kind.api_version:
@@ -330,6 +364,26 @@ class FakeKube:
         status = self._status(stored)
         stored.shown_status = status
         return self._with_status(stored, status)
+
+    def _list(self, kind: Kind, namespace: str, call: Call) -> dict[str, Any]:
+        """The objects of ``kind`` in ``namespace`` matching the label selector, as a ``<Kind>List``."""
+        match = _selector(call.query.get("labelSelector", ""))
+        if match is None:
+            self._violation(call, f"labelSelector {call.query.get('labelSelector')!r} is not served by FakeKube")
+            raise ApiError(400, "BadRequest", "unable to parse requirement")
+        items = []
+        for (plural, ns, _name), stored in sorted(self.objects.items()):
+            if plural != kind.plural or ns != namespace:
+                continue
+            obj = self._with_status(stored, stored.shown_status)
+            if not match((obj.get("metadata") or {}).get("labels") or {}):
+                continue
+            if kind.group not in ("", "apps", "autoscaling"):
+                items.append(obj)                      # custom resources keep apiVersion/kind per item
+            else:
+                items.append({k: v for k, v in obj.items() if k not in ("apiVersion", "kind")})
+        return {"apiVersion": kind.api_version, "kind": f"{kind.kind}List",
+                "metadata": {"resourceVersion": str(next(self._revision))}, "items": items}
 
     def _apply(self, kind: Kind, namespace: str, name: str, request: Request, call: Call) -> dict[str, Any]:
         body = self._apply_body(kind, namespace, name, request, call)
@@ -621,6 +675,32 @@ def _identity_problems(kind: Kind, namespace: str, name: str, body: dict[str, An
     if "status" in body:
         problems.append(("status", "status cannot be applied to the main resource"))
     return problems
+
+
+def _selector(text: str) -> Callable[[Mapping[str, str]], bool] | None:
+    """An equality-based label selector as a predicate over labels; None when it is not one."""
+    terms = []
+    for term in filter(None, (t.strip() for t in text.split(","))):
+        m = _SELECTOR_TERM.match(term)
+        if m is None or (m["not"] and m["op"]) or " " in term:
+            return None
+        terms.append(m)
+
+    def matches(labels: Mapping[str, str]) -> bool:
+        for m in terms:
+            if m["not"]:
+                ok = m["key"] not in labels
+            elif m["op"] is None:
+                ok = m["key"] in labels
+            elif m["op"] == "!=":
+                ok = labels.get(m["key"]) != m["value"]
+            else:
+                ok = labels.get(m["key"]) == m["value"]
+            if not ok:
+                return False
+        return True
+
+    return matches
 
 
 def _invalid(kind: Kind, name: str, problems: list[tuple[str, str]] | list[tuple[str, ...]]) -> ApiError:
