@@ -23,7 +23,7 @@ from modelherd.checks.policy import PolicyEngine, PolicyError, default_modules, 
 from modelherd.forges.base import RevisionReader
 from modelherd.loading import load_files
 from modelherd.locate import locator
-from modelherd.manifest import ModelRef
+from modelherd.manifest import Deployment, ModelRef
 from modelherd.plan import Action, ApprovalRequirement, Change, ChangeReport, Plan, changes
 from modelherd.registry import ModelVersionInfo, Registry, RegistryError, VersionNotFound
 from modelherd.render import render
@@ -41,6 +41,7 @@ class PlanContext:
     clusters: Mapping[str, dict[str, Any]]          # name → facts (Settings.cluster_facts())
     now: str                                        # RFC 3339, UTC
     pr: dict[str, Any] | None = None                # number, author, title, base_ref, head_sha, labels
+    repository: str | None = None                   # owner/name on the forge: rendered as rollouts apply it
 
 
 @lru_cache(maxsize=32)
@@ -118,15 +119,20 @@ def _version_label(dep, info: ModelVersionInfo | None) -> str | None:
     return str(dep.model.version) if dep.model.version is not None else f"@{dep.model.alias}"
 
 
-def _render_and_diff(report: ChangeReport) -> None:
+def _render_and_diff(report: ChangeReport, repository: str | None) -> None:
+    """The objects before and after, as the rollout engine applies them (with the deploying repository)."""
     change = report.change
     if change.base is not None:
-        report.rendered_before = render(change.base, report.current)
+        report.rendered_before = render(_deployed_by(change.base, repository), report.current)
     if change.head is not None:
-        report.rendered_after = render(change.head, report.candidate)
+        report.rendered_after = render(_deployed_by(change.head, repository), report.candidate)
     report.diff = diff(report.rendered_before, report.rendered_after,
                        before_name=f"{change.base_file or '/dev/null'} ({change.environment}, base)",
                        after_name=f"{change.file} ({change.environment}, head)")
+
+
+def _deployed_by(dep: Deployment, repository: str | None) -> Deployment:
+    return dep.model_copy(update={"repository": repository}) if repository else dep
 
 
 def _config_approvals(change: Change, config: RepoConfig) -> list[ApprovalRequirement]:
@@ -201,7 +207,7 @@ def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext, *
         locate = locator(head_by_name.get(change.name) or base_by_name.get(change.name), change.environment)
         report.findings.extend(_unknown_environment(change, config, locate))
         _registry_facts(report, resolve, locate)
-        _render_and_diff(report)
+        _render_and_diff(report, ctx.repository)
         if change.head is not None and report.registry_error is None:
             report.metrics = evaluate_gates(change.head.gates, report.candidate, report.current)
             report.findings.extend(gate_findings(report.metrics, file=change.file, model=change.name,

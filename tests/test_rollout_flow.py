@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from modelherd.comment import MARKER
 from modelherd.registry.memory import InMemoryRegistry
 from modelherd.settings import ClusterConfig, Provider
 from tests.github_app import GitHubApp, example_files
@@ -209,6 +210,16 @@ def test_slack_gets_one_thread_for_the_pull_request(fake_github, fake_slack, tmp
         assert summary.updates, "the summary is edited in place as the state changes"
     finally:
         app.close()
+
+
+def test_the_plan_shows_the_objects_as_the_rollout_applies_them(app):
+    number = approved_pr(app)
+    [comment] = [c.body for c in app.comments(number) if c.body.startswith(MARKER)]
+    assert f"modelherd.dev/repository: {app.repo}" in comment          # the annotation the rollout writes
+    app.merge(number)
+    app.run_rollouts()
+    live = app.kube["aws-eu-1"].get("InferenceService", "risk", "fraud-detector")
+    assert live["metadata"]["annotations"]["modelherd.dev/repository"] == app.repo
 
 
 def test_a_renamed_model_leaves_orphans_on_the_drift_check(app):

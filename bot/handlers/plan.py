@@ -50,7 +50,8 @@ def rfc3339(now: datetime) -> str:
 def plan_context(cr: Any, *, registries: Mapping[str, Any], clusters: Mapping[str, dict],
                  clock: Callable[[], datetime]) -> PlanContext:
     """What a plan of ``cr`` depends on outside the repository, as the handlers' dependencies give it."""
-    return PlanContext(registries=registries, clusters=clusters, now=rfc3339(clock()), pr=cr.facts())
+    return PlanContext(registries=registries, clusters=clusters, now=rfc3339(clock()), pr=cr.facts(),
+                       repository=cr.repo)
 
 
 def pr_key(repo: str, number: int) -> str:
