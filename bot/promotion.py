@@ -61,10 +61,11 @@ def start_for_plan(plan: Plan, *, store, kind_of: Callable[[str], str], enqueue:
         change = report.change
         if wanted is not None and change.environment not in wanted:
             continue
-        prune = decommission and (plan.config.prunes(change.environment) if plan.config is not None else True)
-        reason = skip_reason(report, prune=prune)
-        if reason == BY_HAND and decommission:
-            reason = f"prune is off for {change.environment}: {BY_HAND}"
+        prunes = plan.config.prunes(change.environment) if plan.config is not None else True
+        reason = skip_reason(report, prune=decommission and prunes)
+        if reason == BY_HAND:
+            reason = (f"prune is off for {change.environment}: {BY_HAND}" if not prunes else
+                      "a deleted deployment is removed after merge, not before")
         if reason is None:
             try:
                 kind = kind_of(change.deployment.cluster)

@@ -207,3 +207,63 @@ def test_a_decommission_is_not_the_last_deploy(rig: Rig) -> None:
 def test_unknown_trigger_is_refused(rig: Rig) -> None:
     with pytest.raises(ValueError, match="unknown trigger"):
         start_decommission(rig.store, repo=REPO, dep=deployment(), current=None, trigger="cron", actor=None)
+
+
+# -- promotion: which deletions start, in which order -----------------------------------------------------
+
+
+def _deletion_plan(config_yaml: str | None = None):
+    from modelherd.plan import Action, Change, ChangeReport, Plan
+    from modelherd.repoconfig import parse_config
+
+    config, findings = parse_config(config_yaml)
+    assert findings == []
+    reports = [ChangeReport(Change("churn", env, Action.DELETE, deployment("churn", env), None, "models/churn.yaml",
+                                   "models/churn.yaml"), current=version(3))
+               for env in ("production", "staging")]
+    return Plan("base", "head", reports, {}, ["models/churn.yaml"], config=config)
+
+
+def _start(rig: Rig, plan, *, decommission: bool = True):
+    from modelherd.promotion import start_for_plan
+
+    queued: list[int] = []
+    started = start_for_plan(plan, store=rig.store, kind_of=lambda cluster: "fake", enqueue=queued.append,
+                             repo=REPO, actor="alice", pr=8, sha="def5678", trigger="merge",
+                             decommission=decommission)
+    assert queued == [rid for _, rid in started.rollouts]
+    return started
+
+
+def test_merged_deletions_decommission_in_promotion_order(rig: Rig) -> None:
+    serving(rig, "staging")
+    serving(rig, "production")
+    started = _start(rig, _deletion_plan())
+    [(first, staging), (second, production)] = started.rollouts
+    assert (first.change.environment, second.change.environment) == ("staging", "production")
+    assert rig.store.get_rollout(production).after_id == staging and started.skipped == []
+    assert rig.drive(staging).state == "succeeded" and rig.drive(production).state == "succeeded"
+    assert rig.target.serving == {}
+
+
+def test_prune_off_for_an_environment_leaves_it_by_hand(rig: Rig) -> None:
+    plan = _deletion_plan("environments:\n  - name: staging\n  - name: production\n    prune: false\n")
+    started = _start(rig, plan)
+    assert [r.change.environment for r, _ in started.rollouts] == ["staging"]
+    [(report, reason)] = started.skipped
+    assert report.change.environment == "production"
+    assert reason == ("prune is off for production: deleting a deployment is not rolled out automatically: "
+                      "remove it from the cluster by hand")
+
+
+def test_prune_off_for_the_repository_but_on_for_one_environment(rig: Rig) -> None:
+    plan = _deletion_plan("prune: false\nenvironments:\n  - name: staging\n    prune: true\n  - name: production\n")
+    started = _start(rig, plan)
+    assert [r.change.environment for r, _ in started.rollouts] == ["staging"]
+    assert [r.change.environment for r, _ in started.skipped] == ["production"]
+
+
+def test_deploy_command_never_removes(rig: Rig) -> None:
+    started = _start(rig, _deletion_plan(), decommission=False)
+    assert started.rollouts == []
+    assert {reason for _, reason in started.skipped} == {"a deleted deployment is removed after merge, not before"}
