@@ -267,3 +267,19 @@ def test_deploy_command_never_removes(rig: Rig) -> None:
     started = _start(rig, _deletion_plan(), decommission=False)
     assert started.rollouts == []
     assert {reason for _, reason in started.skipped} == {"a deleted deployment is removed after merge, not before"}
+
+
+def test_progress_says_what_was_removed_where(rig: Rig) -> None:
+    from modelherd.progress import deployment_state, description, rollout_check, rollouts_table
+
+    serving(rig)
+    pending = rig.store.get_rollout(decommission(rig))
+    assert deployment_state(pending) == "queued"
+    assert description(pending) == "churn v3 → removed: to be removed from cluster onprem-1 namespace ml"
+    record = rig.drive(pending.id)
+    assert deployment_state(record) == "inactive"                 # GitHub's state for a removed deployment
+    assert description(record) == "churn v3 → removed: decommissioned: removed from cluster onprem-1 namespace ml"
+    check = rollout_check([record])
+    assert (check.conclusion, check.title) == ("success", "1 rollout(s) succeeded (1 decommissioned)")
+    assert "| churn | staging | v3 → removed | decommissioned: removed from cluster onprem-1 namespace ml |" \
+        in rollouts_table([record])

@@ -371,6 +371,8 @@ def _upsert_row(rows: list[dict[str, Any]], event: SlackEvent, sev: str, words: 
     if event.kind != Kind.MANUAL_ROLLBACK:  # a /rollback's versions are in its state words; the row keeps the PR's
         row["from"] = event.version_from if event.version_from is not None else row["from"]
         row["to"] = event.version_to if event.version_to is not None else row["to"]
+    if event.kind == Kind.DECOMMISSION:     # nothing serves after it
+        row["to"] = None
     row["severity"], row["state"] = sev, words
     for name in ("check", "deployment", "registry"):
         url = getattr(event.links, name)
