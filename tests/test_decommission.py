@@ -283,3 +283,13 @@ def test_progress_says_what_was_removed_where(rig: Rig) -> None:
     assert (check.conclusion, check.title) == ("success", "1 rollout(s) succeeded (1 decommissioned)")
     assert "| churn | staging | v3 → removed | decommissioned: removed from cluster onprem-1 namespace ml |" \
         in rollouts_table([record])
+
+
+def test_history_command_lines(rig: Rig) -> None:
+    from modelherd.history_cli import render_text
+
+    serving(rig)
+    rig.drive(decommission(rig))
+    lines = render_text(history(rig.store, repo=REPO, model="churn", environment="staging")[0])
+    assert "churn/staging  decommission (was v3)  succeeded  merge by alice" in lines[0]
+    assert lines[2].strip().startswith("remove  removed") and lines[2].endswith("verified")
