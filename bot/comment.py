@@ -30,6 +30,7 @@ from modelherd.checks import CheckResult, Conclusion, Finding, Severity
 from modelherd.escape import clip, md_cell, md_code, md_fence, md_html, md_link, md_text
 from modelherd.plan import Action, ApprovalRequirement, ChangeReport, MetricComparison, Plan
 from modelherd.registry import ModelVersionInfo
+from modelherd.repoconfig import CONFIG_FILE
 
 MARKER = "<!-- modelherd:plan -->"
 GITHUB_LIMIT = 65536
@@ -577,6 +578,20 @@ def change_intro(report: ChangeReport) -> str:
     return "\n\n".join(lines)
 
 
+def removal_line(report: ChangeReport, prune: bool) -> str:
+    """For a delete: what happens to the live deployment after merge (decommission, or by hand)."""
+    change, dep = report.change, report.change.deployment
+    if change.action is not Action.DELETE:
+        return ""
+    place = f"cluster {md_code(dep.cluster)} namespace {md_code(dep.namespace)}"
+    name, env = md_code(clip(change.name, 100)), md_code(clip(change.environment, 63))
+    if prune:
+        return (f"🗑️ After merge, {name} will be removed from {place} ({env}): modelherd deletes what it "
+                "manages there and checks it is gone.")
+    return (f"✋ prune is off for {env} in {md_code(CONFIG_FILE)}: after merge, remove {name} from {place} "
+            "by hand.")
+
+
 def visible_findings(report: ChangeReport) -> list[Finding]:
     """Findings to list; gate findings are left out when the metrics table already shows each gate."""
     if not report.metrics:
@@ -584,17 +599,19 @@ def visible_findings(report: ChangeReport) -> list[Finding]:
     return [f for f in report.findings if f.check != "metrics"]
 
 
-def change_detail(report: ChangeReport, links: PlanLinks | None) -> str:
+def change_detail(report: ChangeReport, links: PlanLinks | None, prune: bool = True) -> str:
     """Everything about one change except the folded diff and objects."""
-    parts = [change_heading(report), change_intro(report), metrics_section(report),
+    parts = [change_heading(report), change_intro(report), removal_line(report, prune), metrics_section(report),
              other_metrics_section(report), lineage_section(report.candidate, links),
              findings_section(visible_findings(report), "Findings"), approvals_section(report.approvals)]
     return "\n\n".join(p for p in parts if p)
 
 
-def change_compact(report: ChangeReport) -> str:
-    """The heading, failing or warning gates in one line each, error findings, approvals."""
+def change_compact(report: ChangeReport, prune: bool = True) -> str:
+    """The heading, what a delete removes, failing or warning gates in one line each, error findings, approvals."""
     lines = [change_heading(report)]
+    if report.change.action is Action.DELETE:
+        lines.append(removal_line(report, prune))
     if report.registry_error:
         lines.append(f"🛑 Registry error: {md_text(clip(report.registry_error, 200))}")
     for m in report.metrics:
@@ -695,11 +712,12 @@ def render_plan(plan: Plan, *, limit: int = GITHUB_LIMIT, links: PlanLinks | Non
     changes: list[ChangeBlocks] = []
     for report in live:
         diff_fold, objects_fold = diff_block(report), objects_block(report)
+        prune = plan.config.prunes(report.change.environment) if plan.config is not None else True
         at = len(blocks)
-        blocks += [change_detail(report, links), diff_fold.full() if diff_fold else "",
+        blocks += [change_detail(report, links, prune), diff_fold.full() if diff_fold else "",
                    objects_fold.full() if objects_fold else ""]
         changes.append(ChangeBlocks(report, report_state(report), at, at + 1, at + 2, diff_fold, objects_fold,
-                                    change_compact(report)))
+                                    change_compact(report, prune)))
     files_at = len(blocks)
     blocks.append(findings_section(plan.file_findings, "Manifest and configuration findings"))
     omitted_at = len(blocks)

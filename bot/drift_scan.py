@@ -279,12 +279,13 @@ def rollout_healer(store: Any, *, repo: str, kind_of: Callable[[str], str],
     """A ``heal`` that records a ``self-heal`` rollout of the desired version (and enqueues its id).
 
     The version the engine last rolled out successfully is the rollout's ``stable`` side, so a heal that
-    fails rolls back to it rather than removing what serves; with no such rollout it is a create."""
+    fails rolls back to it rather than removing what serves; with no such rollout (or when the last one
+    decommissioned the environment) it is a create."""
     from modelherd.rollout import start_rollout, version_of
 
     def heal(dep: Deployment, version: ModelVersionInfo) -> int:
-        last = store.last_succeeded_rollout(repo, dep.name, dep.environment)
-        stable = version_of(last.candidate) if last is not None else None
+        last = store.last_succeeded_rollout(repo, dep.name, dep.environment, deploys_only=False)
+        stable = version_of(last.candidate) if last is not None and not last.decommission else None
         rollout_id = start_rollout(store, repo=repo, dep=dep, candidate=version, stable=stable, trigger="self-heal",
                                    actor=None, sha=sha, target=kind_of(dep.cluster),
                                    reason="drift: live state differs from the default branch", clock=clock)

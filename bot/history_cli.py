@@ -42,6 +42,8 @@ def _duration(seconds: float | None) -> str:
 def render_text(record: HistoryRecord) -> list[str]:
     """A few lines per rollout: headline, timing, steps, rollback, error."""
     versions = f"v{record.from_version} -> v{record.to_version}" if record.from_version else f"new v{record.to_version}"
+    if record.action == "decommission":
+        versions = f"decommission (was v{record.from_version})" if record.from_version else "decommission"
     who = f" by {record.actor}" if record.actor else ""
     where = " ".join(filter(None, [(f"PR #{record.pr_number}" if record.pr_number else ""),
                                    (f"@ {record.sha[:12]}" if record.sha else "")]))
@@ -52,6 +54,10 @@ def render_text(record: HistoryRecord) -> list[str]:
     lines = [headline + (f"  {where}" if where else ""), timing]
     for step in record.steps:
         if step.outcome == "not reached":
+            continue
+        if record.action == "decommission":
+            lines.append(f"    remove  removed {_clock(step.applied_at)}  verified absent {_clock(step.verified_at)}  "
+                         f"{step.outcome}")
             continue
         lines.append(f"    step {step.step} {step.percent:>3}%  applied {_clock(step.applied_at)}  "
                      f"ready {_clock(step.ready_at)}  verified {_clock(step.verified_at)}  {step.outcome}")

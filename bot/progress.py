@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelherd.comment import GITHUB_LIMIT
-from modelherd.escape import md_cell, md_code
+from modelherd.escape import md_cell, md_code, md_text
 from modelherd.forges.base import CheckReport, CheckStatus, Forge
 from modelherd.store.rollouts import RolloutEventRecord, RolloutRecord
 
@@ -28,6 +28,20 @@ ICON = {"pending": "⏳", "applying": "🔄", "verifying": "🔎", "rolling_back
         "failed": "❌", "rolled_back": "↩️", "cancelled": "⏹️", "superseded": "⏭️"}
 
 
+def deployment_state(record: RolloutRecord) -> str:
+    """The forge deployment state; a finished decommission is ``inactive`` (nothing serves there now)."""
+    if record.decommission and record.state == "succeeded":
+        return "inactive"
+    return DEPLOYMENT_STATE[record.state]
+
+
+def version_text(record: RolloutRecord) -> str:
+    """``v1 → v2``, ``v2`` for a create, ``v3 → removed`` for a decommission."""
+    if record.decommission:
+        return f"v{record.from_version} → removed" if record.from_version else "removed"
+    return f"v{record.from_version} → v{record.to_version}" if record.from_version else f"v{record.to_version}"
+
+
 def environment_name(record: RolloutRecord) -> str:
     """The forge environment of a rollout: one per environment and model (``production/fraud-detector``)."""
     return f"{record.environment}/{record.model}"
@@ -35,6 +49,8 @@ def environment_name(record: RolloutRecord) -> str:
 
 def step_text(record: RolloutRecord) -> str:
     """``canary 50% (step 2 of 3)``, ``100%``, or the final state in words."""
+    if record.decommission:
+        return decommission_step_text(record)
     if record.state in ("applying", "verifying") and record.steps:
         k = min(record.current_step, len(record.steps) - 1)
         percent = record.steps[k]
@@ -47,9 +63,20 @@ def step_text(record: RolloutRecord) -> str:
     return record.state.replace("_", " ")
 
 
+def decommission_step_text(record: RolloutRecord) -> str:
+    """A decommission's state in words, saying where it removes from."""
+    from modelherd.decommission import where
+
+    return {"pending": f"to be removed from {where(record)}",
+            "applying": f"removing from {where(record)}",
+            "verifying": f"removed from {where(record)}, verifying it is gone",
+            "succeeded": f"decommissioned: removed from {where(record)}",
+            "failed": f"decommission failed in {where(record)}"}.get(record.state,
+                                                                            record.state.replace("_", " "))
+
+
 def description(record: RolloutRecord) -> str:
-    change = f"v{record.from_version} → v{record.to_version}" if record.from_version else f"v{record.to_version}"
-    text = f"{record.model} {change}: {step_text(record)}"
+    text = f"{record.model} {version_text(record)}: {step_text(record)}"
     if record.error and record.state in ("failed", "rolled_back", "rolling_back"):
         text += f" ({record.error})"
     return text
@@ -59,7 +86,7 @@ def rollouts_table(records: list[RolloutRecord]) -> str:
     """Markdown: one row per rollout (all text escaped)."""
     rows = ["| | Model | Environment | Version | State |", "|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: r.id):
-        change = f"v{r.from_version} → v{r.to_version}" if r.from_version else f"v{r.to_version}"
+        change = md_cell(version_text(r))
         state = step_text(r) + (f" — {r.error}" if r.error and r.final and r.state != "succeeded" else "")
         rows.append(f"| {ICON.get(r.state, '')} | {md_cell(r.model)} | {md_cell(r.environment)} | {change} "
                     f"| {md_cell(state)} |")
@@ -74,8 +101,11 @@ def rollout_check(records: list[RolloutRecord]) -> CheckReport:
         return CheckReport(ROLLOUT_CHECK, CheckStatus.IN_PROGRESS, None,
                            f"Rolling out: {', '.join(f'{r.model}/{r.environment}' for r in active)}"[:250], summary)
     failed = [r for r in records if r.state not in ("succeeded", "superseded")]
+    removed = sum(1 for r in records if r.decommission and r.state == "succeeded")
     title = (f"{len(failed)} of {len(records)} rollout(s) did not succeed" if failed
              else f"{len(records)} rollout(s) succeeded")
+    if removed:
+        title += f" ({removed} decommissioned)"
     return CheckReport(ROLLOUT_CHECK, CheckStatus.COMPLETED, "failure" if failed else "success", title, summary)
 
 
@@ -113,10 +143,10 @@ class Progress:
             f"deployment:{record.repo}:{record.id}",
             lambda: forge.create_deployment(record.sha, environment_name(record), description=description(record),
                                             payload={"modelherd_rollout": record.id, "model": record.model,
-                                                     "version": record.to_version},
+                                                     "version": record.to_version, "action": record.action},
                                             production=record.environment.startswith("prod")))
-        url = (record.spec or {}).get("url")
-        forge.set_deployment_status(str(deployment_id), DEPLOYMENT_STATE[record.state],
+        url = None if record.decommission else (record.spec or {}).get("url")
+        forge.set_deployment_status(str(deployment_id), deployment_state(record),
                                     description=description(record), environment_url=url)
 
     def _comment(self, forge: Forge, record: RolloutRecord) -> None:
@@ -135,9 +165,16 @@ def rollout_reply(started: list[tuple[Any, int]], skipped: list[tuple[Any, str]]
     lines = []
     for report, rollout_id in started:
         c = report.change
+        if c.action.value == "delete":
+            dep = c.deployment
+            was = f" (was v{report.current.version})" if report.current else ""
+            lines.append(f"🗑️ {md_code(c.name)}{was} will be removed from {md_code(c.environment)}: cluster "
+                         f"{md_code(dep.cluster)} namespace {md_code(dep.namespace)} (rollout #{rollout_id}, decommission)")
+            continue
         frm = f"v{report.current.version} → " if report.current else ""
         lines.append(f"🚀 {md_code(c.name)} {frm}v{report.candidate.version} to {md_code(c.environment)} "
                      f"(rollout #{rollout_id}, {c.deployment.rollout.strategy})")
     for report, reason in skipped:
-        lines.append(f"⏭️ {md_code(report.change.name)} in {md_code(report.change.environment)} not deployed: {reason}")
+        lines.append(f"⏭️ {md_code(report.change.name)} in {md_code(report.change.environment)} not deployed: "
+                     f"{md_text(reason)}")
     return "\n".join(f"- {line}" for line in lines) if lines else "nothing to deploy"

@@ -2,8 +2,10 @@
 
 Used after a merge (every environment) and by ``/deploy`` (one environment). Production waits until
 staging's rollout of the same change succeeded (``after_id``), and is cancelled if it did not.
-Changes that are blocked (a failing check), that delete a deployment, or that lack a resolved version
-are not started; the caller reports them.
+After a merge, a change that deletes a deployment starts a *decommission* (:mod:`modelherd.decommission`)
+in the same order, unless ``prune`` is off for its environment in ``.modelherd.yaml``; ``/deploy`` never
+removes anything.  Changes that are blocked (a failing check), or that lack a resolved version, are not
+started; the caller reports them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from modelherd.decommission import start_decommission
 from modelherd.plan import Action, ChangeReport, Plan
 from modelherd.rollout import start_rollout
 from modelherd.targets import TargetError
@@ -22,12 +25,21 @@ class Started:
     skipped: list[tuple[ChangeReport, str]] = field(default_factory=list)
 
 
-def skip_reason(report: ChangeReport) -> str | None:
-    """Why a change cannot be rolled out automatically, or None."""
+BY_HAND = "deleting a deployment is not rolled out automatically: remove it from the cluster by hand"
+
+
+def skip_reason(report: ChangeReport, *, prune: bool = False) -> str | None:
+    """Why a change cannot be rolled out automatically, or None.
+
+    ``prune``: a deleted deployment is decommissioned (after a merge, when the environment prunes)."""
     if report.change.action is Action.NOOP:
         return "no change"
     if report.change.action is Action.DELETE:
-        return "deleting a deployment is not rolled out automatically: remove it from the cluster by hand"
+        if not prune:
+            return BY_HAND
+        if report.blocked:
+            return "its plan is blocked (see the plan's findings): remove it from the cluster by hand or fix the plan"
+        return None
     if report.blocked:
         return "its plan is blocked (see the plan's findings)"
     if report.candidate is None:
@@ -37,8 +49,10 @@ def skip_reason(report: ChangeReport) -> str | None:
 
 def start_for_plan(plan: Plan, *, store, kind_of: Callable[[str], str], enqueue: Callable[[int], None],
                    repo: str, actor: str, pr: int | None, sha: str, trigger: str,
-                   environments: Iterable[str] | None = None) -> Started:
-    """Start (and enqueue) the rollouts of ``plan``'s changes in ``environments`` (default: all)."""
+                   environments: Iterable[str] | None = None, decommission: bool = False) -> Started:
+    """Start (and enqueue) the rollouts of ``plan``'s changes in ``environments`` (default: all).
+
+    ``decommission``: deleted deployments are removed where the repo config prunes (after a merge)."""
     wanted = set(environments) if environments is not None else None
     order = plan.config.order if plan.config is not None else (lambda env: 0)
     started = Started()
@@ -47,7 +61,11 @@ def start_for_plan(plan: Plan, *, store, kind_of: Callable[[str], str], enqueue:
         change = report.change
         if wanted is not None and change.environment not in wanted:
             continue
-        reason = skip_reason(report)
+        prunes = plan.config.prunes(change.environment) if plan.config is not None else True
+        reason = skip_reason(report, prune=decommission and prunes)
+        if reason == BY_HAND:
+            reason = (f"prune is off for {change.environment}: {BY_HAND}" if not prunes else
+                      "a deleted deployment is removed after merge, not before")
         if reason is None:
             try:
                 kind = kind_of(change.deployment.cluster)
@@ -57,9 +75,14 @@ def start_for_plan(plan: Plan, *, store, kind_of: Callable[[str], str], enqueue:
             if change.action is not Action.NOOP:
                 started.skipped.append((report, reason))
             continue
-        rollout_id = start_rollout(store, repo=repo, dep=change.head, candidate=report.candidate,
-                                   stable=report.current, trigger=trigger, actor=actor, pr=pr, sha=sha,
-                                   after_id=previous.get(change.name), target=kind)
+        if change.action is Action.DELETE:
+            rollout_id = start_decommission(store, repo=repo, dep=change.base, current=report.current,
+                                            trigger=trigger, actor=actor, pr=pr, sha=sha,
+                                            after_id=previous.get(change.name), target=kind)
+        else:
+            rollout_id = start_rollout(store, repo=repo, dep=change.head, candidate=report.candidate,
+                                       stable=report.current, trigger=trigger, actor=actor, pr=pr, sha=sha,
+                                       after_id=previous.get(change.name), target=kind)
         previous[change.name] = rollout_id
         started.rollouts.append((report, rollout_id))
         enqueue(rollout_id)

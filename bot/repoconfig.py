@@ -52,6 +52,9 @@ class EnvironmentConfig(_Strict):
                                                "deployed with /deploy before merge.")
     approvals: ApprovalRule | None = None
     self_heal: bool = Field(False, description="Drift detection re-applies the desired state.")
+    prune: bool | None = Field(None, description="When a merged pull request deletes the model's manifest (or "
+                                                 "this environment from it), remove the model from the cluster; "
+                                                 "unset: the repository's prune.")
 
 
 class PolicyConfig(_Strict):
@@ -73,6 +76,9 @@ class RepoConfig(_Strict):
         description="Environments in promotion order: earlier ones are deployed and healthy first.")
     policies: PolicyConfig = Field(default_factory=PolicyConfig)
     approval_policy: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    prune: bool = Field(True, description="When a merged pull request deletes a manifest (or one of its "
+                                          "environments), remove the model from that environment's cluster "
+                                          "(a decommission rollout); false: remove it by hand.")
     command_teams: dict[str, list[Annotated[str, Field(pattern=OWNER)]]] = Field(
         default_factory=dict,
         description="Per command (deploy, rollback, unlock, plan), teams whose members may run it "
@@ -88,6 +94,12 @@ class RepoConfig(_Strict):
 
     def environment(self, name: str) -> EnvironmentConfig | None:
         return next((e for e in self.environments if e.name == name), None)
+
+    def prunes(self, name: str) -> bool:
+        """Whether a deleted deployment in environment ``name`` is removed after merge (the environment's
+        ``prune``, else the repository's)."""
+        env = self.environment(name)
+        return env.prune if env is not None and env.prune is not None else self.prune
 
     def order(self, name: str) -> int:
         """Position in the promotion order; unknown environments go last."""

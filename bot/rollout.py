@@ -66,6 +66,10 @@ tag ``modelherd.deployed.<environment>=<iso time>``; on an automatic rollback, t
 ``modelherd.rejected=<reason>`` (the ``rejected-version`` policy refuses it until the tag is cleared), and
 a successful ``/rollback`` tags the version it replaced the same way.
 
+**Decommissions** (``action = "decommission"``: a merged pull request deleted the manifest) go through
+the same queue, leases and intent/outcome log, with ``remove`` as the side effect and the target's
+``absent`` as readiness; see :mod:`modelherd.decommission`.
+
 The engine knows nothing of forges: progress goes out through ``notify(record, event)``.
 """
 
@@ -265,7 +269,7 @@ def advance(rollout_id: int, *, store: Store, targets: TargetFactory, registry: 
         if found is None:
             return Decision(None, note=f"no rollout {rollout_id}")
         return Decision(None, state=found.state, note="another worker holds this rollout")
-    run = _Advance(store, holder, targets, registry, clock, notify, metrics)
+    run = _advance_class(record)(store, holder, targets, registry, clock, notify, metrics)
     try:
         decision = run.step(record)
     except LeaseLost:
@@ -276,6 +280,15 @@ def advance(rollout_id: int, *, store: Store, targets: TargetFactory, registry: 
     if not run.released:
         store.release_rollout(rollout_id, holder)
     return decision
+
+
+def _advance_class(record: RolloutRecord) -> type[_Advance]:
+    """How to advance this rollout: deploy a version, or decommission (:mod:`modelherd.decommission`)."""
+    if record.decommission:
+        from modelherd.decommission import DecommissionAdvance
+
+        return DecommissionAdvance
+    return _Advance
 
 
 class _Advance:
@@ -323,12 +336,15 @@ class _Advance:
             return self.finish(r, "superseded", f"superseded by rollout #{newer[-1].id}")
         now = self.clock()
         written = self.store.start_rollout_row(
-            r.id, self.holder, now=now, message=f"started: {len(r.steps)} step(s) {r.steps}", release=True,
+            r.id, self.holder, now=now, message=self.start_message(r), release=True,
             changes={"state": "applying", "current_step": 0, "started_at": now, "step_started_at": now,
                      "ready_at": None, "next_check_at": now})
         if written is None:
             return self.wait(r, "another rollout of this model/environment is active")
         return self.done(written, 0.0)
+
+    def start_message(self, r: RolloutRecord) -> str:
+        return f"started: {len(r.steps)} step(s) {r.steps}"
 
     def wait(self, r: RolloutRecord, why: str) -> Decision:
         """Stay pending; look again after :data:`WAIT_SECONDS` (or when woken)."""
@@ -835,6 +851,7 @@ class HistoryRecord:
     notes: tuple[str, ...]
     steps: tuple[HistoryStep, ...]
     rollback: HistoryRollback | None = None
+    action: str = "deploy"          # deploy | decommission (the model was removed from the environment)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -865,7 +882,7 @@ def history_record(r: RolloutRecord, log_: list[RolloutEventRecord]) -> HistoryR
         trigger=r.trigger, actor=r.actor, pr_number=r.pr_number, sha=r.sha, from_version=r.from_version,
         to_version=r.to_version, outcome=r.state, requested_at=r.created_at, started_at=r.started_at,
         finished_at=r.finished_at, error=r.error, reason=r.reason, notes=tuple(r.notes),
-        steps=tuple(_history_steps(r, log_)), rollback=_history_rollback(r, log_))
+        steps=tuple(_history_steps(r, log_)), rollback=_history_rollback(r, log_), action=r.action)
 
 
 def _history_steps(r: RolloutRecord, log_: list[RolloutEventRecord]) -> list[HistoryStep]:
@@ -876,7 +893,7 @@ def _history_steps(r: RolloutRecord, log_: list[RolloutEventRecord]) -> list[His
     steps = []
     for k, percent in enumerate(r.steps):
         mine = [e for e in log_ if e.step == k]
-        applied = _first_at(mine, lambda e: e.kind == "outcome" and e.action == "apply" and bool(e.ok))
+        applied = _first_at(mine, lambda e: e.kind == "outcome" and e.action in ("apply", "remove") and bool(e.ok))
         ready = _first_at(mine, lambda e: e.kind == "observation" and e.ok is True)
         verified = _first_at(mine, lambda e: e.kind == "outcome" and e.action == "verify")
         started = datetime.fromisoformat(entered[k]) if k in entered else None

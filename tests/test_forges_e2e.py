@@ -318,3 +318,27 @@ def test_help_and_unlock_use_the_forges_spelling(forge):
         forge.app.work()
         assert len(forge.comments(number)) == before + 1                  # alice's note, no reply
         assert "released" in forge.command(number, "alice", "/unlock-env").lower()
+
+
+def test_merged_deletion_decommissions_the_model(forge, registry):
+    forge.merge(approved(forge))
+    forge.app.run_rollouts()
+    assert registry.resolve("fraud-detector", alias="staging").version == "2"
+    number = forge.open({"models/fraud-detector.yaml": None})
+    forge.app.work()
+    [sticky] = forge.sticky(number)
+    assert "will be removed from cluster `aws-eu-1` namespace `risk` (`production`)" in sticky
+    forge.approve(number, "bob")                                    # a protected deletion needs its approval
+    forge.app.work()
+    merge_sha = forge.merge(number)
+    forge.app.run_rollouts()
+    gone = {r.environment: r.state for r in forge.app.store.list_rollouts(repo=forge.app.repo)
+            if r.action == "decommission"}
+    assert gone == {"staging": "succeeded", "production": "succeeded"}
+    for env in ("staging", "production"):                           # mlflow-alias target: the alias is deleted
+        with pytest.raises(Exception, match="no alias"):
+            registry.resolve("fraud-detector", alias=env)
+    assert forge.status(merge_sha, "modelherd/rollout") == "success"
+    assert any("will be removed from `production`" in body for body in forge.comments(number))
+    [sticky] = forge.sticky(number)
+    assert "decommissioned: removed from cluster aws-eu-1 namespace risk" in sticky

@@ -150,3 +150,14 @@ def test_a_broken_policy_on_the_base_is_a_policy_error_naming_the_file(repo, reg
     plan = plan_for(repo, registry, bump(repo, "fraud-detector", 1, 2))
     assert plan.checks["policy"].conclusion is Conclusion.ERROR
     assert "policies/broken.rego" in plan.checks["policy"].summary
+
+
+def test_deleting_from_a_protected_environment_needs_the_same_approvals_as_an_update(repo, registry):
+    update = report(plan_for(repo, registry, bump(repo, "fraud-detector", 1, 2), "update"), "fraud-detector",
+                    "production")
+    delete = report(plan_for(repo, registry, {"models/fraud-detector.yaml": None}, "delete"), "fraud-detector",
+                    "production")
+    assert delete.change.action is Action.DELETE
+    rules = lambda r: {(a.count, a.users, a.teams, a.owners) for a in r.approvals}  # noqa: E731
+    assert rules(update) and rules(delete) == rules(update)
+    assert any("is deleted from protected production" in a.reason for a in delete.approvals)

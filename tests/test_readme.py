@@ -56,3 +56,12 @@ def test_the_repository_settings_example_is_valid():
 
     config, findings = parse_config(_yaml_block("## Repository settings"))
     assert findings == [] and config.environment("production").protected
+
+
+def test_every_repository_setting_is_in_the_example():
+    from modelherd.repoconfig import EnvironmentConfig, RepoConfig
+
+    block = _yaml_block("## Repository settings")
+    keys = [*RepoConfig.model_fields, *EnvironmentConfig.model_fields]
+    missing = [k for k in keys if not re.search(rf"(^|[\s{{,]){k}:", block, re.M)]
+    assert missing == []

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from modelherd.history_cli import command as history_command
 from modelherd.manifest import Deployment, ModelDeployment, effective
 from modelherd.queue import JobQueue
-from modelherd.registry import ModelVersionInfo
+from modelherd.registry import ModelVersionInfo, VersionNotFound
 from modelherd.rollout import (
     DEPLOYED_TAG, REJECTED_TAG, Decision, RolloutWorker, active_rollouts, advance, cancel_rollout, history,
     plan_steps, rollback_to, start_rollout, sweep_due,
@@ -70,6 +70,9 @@ class FakeTarget:
         self.slow = 0                              # PROGRESSING answers after each apply
         self._pending_slow = 0
         self.refuse = 0                            # the next N applies raise TargetError
+        self.refuse_removes = 0                    # the next N removes raise TargetError
+        self.linger = 0                            # PROGRESSING absence checks after each remove
+        self._lingering = 0
         self.lock = threading.Lock()
 
     def apply(self, dep: Deployment, version: ModelVersionInfo, *, canary_percent: int | None = None,
@@ -104,9 +107,22 @@ class FakeTarget:
         return None if found is None else [{"version": found[0], "percent": found[1]}]
 
     def remove(self, dep: Deployment) -> None:
+        if self.refuse_removes:
+            self.refuse_removes -= 1
+            raise TargetError("connection refused")
         self.serving.pop(dep.key, None)
         self.removes += 1
+        self._lingering = self.linger
         self.plan.point("removed")
+
+    def absent(self, dep: Deployment) -> Health:
+        found = self.serving.get(dep.key)
+        if found is not None:
+            return Health(Readiness.PROGRESSING, f"still serving v{found[0]}")
+        if self._lingering:
+            self._lingering -= 1
+            return Health(Readiness.PROGRESSING, "being deleted")
+        return Health(Readiness.READY, "absent")
 
 
 class FakeRegistry:
@@ -127,6 +143,17 @@ class FakeRegistry:
         self.tags.setdefault((name, str(version)), {})[key] = value
         self.writes += 1
         self.plan.point(f"registry:tag:v{version}:{key}")
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.aliases.pop((name, alias), None)
+        self.writes += 1
+        self.plan.point(f"registry:delete-alias:{alias}")
+
+    def resolve(self, name: str, *, version: int | None = None, alias: str | None = None) -> ModelVersionInfo:
+        found = self.aliases.get((name, alias)) if alias is not None else version
+        if found is None:
+            raise VersionNotFound(f"{name}@{alias} is not set")
+        return ModelVersionInfo(name=name, version=str(found), status="READY", storage_uri=None)
 
 
 class CrashingStore:

@@ -450,3 +450,19 @@ def test_full_lifecycle_reads_as_one_thread(store: Store, queue: JobQueue, fake_
     assert "churn · production: v1 → v2, rolled back" in rows
     with capsys.disabled():
         print("\n--- recorded by the fake Slack ---\n" + fake_slack.transcript())
+
+
+def test_decommission_is_announced(slack_store: Store, queue: JobQueue, fake_slack: FakeSlack) -> None:
+    from modelherd.decommission import start_decommission
+
+    rig = SlackRig(slack_store, make_notifier(slack_store, queue, fake_slack))
+    assert rig.drive(rig.start(frm=None, to=3)).state == "succeeded"
+    rid = start_decommission(slack_store, repo=REPO, dep=deployment(env="staging"), current=version(3),
+                             trigger="merge", actor="alice", pr=PR, sha="def5678", target="fake", clock=rig.clock)
+    assert rig.drive(rid).state == "succeeded"
+    queue.drain()
+    (summary,) = fake_slack.top_level()
+    texts = [r.text.split(": ", 1)[1] for r in fake_slack.replies(summary)]
+    assert texts[-2:] == ["Decommission started: churn in staging (was v3)",
+                          "Decommissioned: churn in staging (was v3)"]
+    assert "churn · staging: v3 → nothing, decommissioned" in summary.mrkdwn()[2]

@@ -5,6 +5,10 @@ On a merged pull request modelherd opens a revert pull request that puts the man
 were before it, and pins the environment until that merges, so drift detection does not undo the
 rollback. On an open pull request (after ``/deploy``) Git still says the old version, so nothing is
 pinned. The rolled-back version is tagged rejected in the registry by the rollout engine.
+
+After a merged pull request that *deleted* a manifest (a decommission), ``/rollback`` re-creates the
+version that served before it (a create, nothing is tagged rejected), and the revert pull request puts
+the manifest back.
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ def rollback(ctx: CommandContext, cmd: Command) -> str:
     for model, record in sorted(latest.items()):
         dep = Deployment.model_validate(record.spec)
         wanted = cmd.option("to") or record.from_version
+        if wanted is None and record.decommission:
+            lines.append(f"- ⏭️ {md_code(model)}: the version it served in {md_code(env)} before this pull request "
+                         "is not known: revert the pull request to deploy it again")
+            continue
         if wanted is None:
             lines.append(f"- ⏭️ {md_code(model)}: there was no version before this pull request in {md_code(env)}")
             continue
@@ -75,7 +83,7 @@ def rollback(ctx: CommandContext, cmd: Command) -> str:
             continue
         try:
             version = registry.resolve(dep.model.name, version=int(wanted))
-            current = registry.resolve(dep.model.name, version=int(record.to_version))
+            current = None if record.decommission else registry.resolve(dep.model.name, version=int(record.to_version))
         except (RegistryError, VersionNotFound) as exc:
             lines.append(f"- ❌ {md_code(model)}: {exc}")
             continue
@@ -84,6 +92,10 @@ def rollback(ctx: CommandContext, cmd: Command) -> str:
                                  reason=f"/rollback by {ctx.actor} on #{ctx.cr.number}")
         ctx.deps["queue"].enqueue_rollout(rollout_id)
         rolled.append((model, version.version))
+        if record.decommission:
+            lines.append(f"- ↩️ {md_code(model)} in {md_code(env)}: re-create v{version.version} (decommissioned "
+                         f"by this pull request; rollout #{rollout_id})")
+            continue
         lines.append(f"- ↩️ {md_code(model)} in {md_code(env)}: v{record.to_version} → v{version.version} "
                      f"(rollout #{rollout_id})")
     if rolled and ctx.cr.state == "merged":

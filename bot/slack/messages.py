@@ -47,6 +47,7 @@ class Kind(StrEnum):
     DEPLOY_CANCELLED = "deploy_cancelled"  # cancelled or superseded before it finished
     ROLLED_BACK = "rolled_back"            # automatic rollback ended: state rolled_back | failed
     MANUAL_ROLLBACK = "manual_rollback"    # /rollback: state started | succeeded | failed
+    DECOMMISSION = "decommission"          # a deleted manifest's model is removed: started | succeeded | failed
     DRIFT = "drift_found"
     LOCK_CONFLICT = "lock_conflict"
 
@@ -176,11 +177,12 @@ def severity(event: SlackEvent, prominent: Iterable[str] = DEFAULT_PROMINENT) ->
     prod = is_prominent_env(event.environment, prominent)
     kind, state = event.kind, event.state
     if kind in (Kind.DEPLOY_FAILED, Kind.DRIFT) or (kind == Kind.ROLLED_BACK) or \
-            (kind == Kind.MANUAL_ROLLBACK and state == "failed"):
+            (kind in (Kind.MANUAL_ROLLBACK, Kind.DECOMMISSION) and state == "failed"):
         return Severity.CRITICAL if prod else Severity.WARNING
     if kind in (Kind.MANUAL_ROLLBACK, Kind.LOCK_CONFLICT, Kind.DEPLOY_CANCELLED):
         return Severity.WARNING
-    if kind == Kind.DEPLOY_SUCCEEDED or (kind == Kind.APPROVAL and not event.needs):
+    if kind == Kind.DEPLOY_SUCCEEDED or (kind == Kind.APPROVAL and not event.needs) or \
+            (kind == Kind.DECOMMISSION and state == "succeeded"):
         return Severity.SUCCESS
     return Severity.INFO
 
@@ -241,12 +243,22 @@ def _rollback_headline(event: SlackEvent) -> str:
     return f"Manual rollback started{_by(event)}: {where} to {version(event.version_to)}"
 
 
+def _decommission_headline(event: SlackEvent) -> str:
+    """``Decommissioned: churn in staging (was v3)``."""
+    was = f" (was {version(event.version_from)})" if event.version_from else ""
+    words = {"succeeded": "Decommissioned", "failed": "Decommission FAILED"}.get(event.state or "",
+                                                                                 "Decommission started")
+    return f"{words}: {_where(event)}{was}"
+
+
 def headline(event: SlackEvent) -> str:
     """One mrkdwn line saying what happened (our words, escaped names)."""
     where, change = _where(event), _change(event)
     kind = event.kind
     if kind in (Kind.PLAN_READY, Kind.APPROVAL):
         return _plan_headline(event)
+    if kind == Kind.DECOMMISSION:
+        return _decommission_headline(event)
     if kind in (Kind.ROLLED_BACK, Kind.MANUAL_ROLLBACK):
         return _rollback_headline(event)
     if kind == Kind.CANARY_STEP:
@@ -336,6 +348,9 @@ def _row_state(event: SlackEvent) -> tuple[str, str] | None:
     }
     if kind == Kind.CANARY_STEP:
         return ("info", f"canary {event.percent}% verified")
+    if kind == Kind.DECOMMISSION:
+        return {"succeeded": ("success", "decommissioned"), "failed": ("critical", "decommission failed")
+                }.get(state or "", ("info", "decommissioning"))
     if kind == Kind.ROLLED_BACK:
         return ("critical", "rollback failed") if state == "failed" else ("critical", "rolled back")
     if kind == Kind.MANUAL_ROLLBACK:
@@ -356,6 +371,8 @@ def _upsert_row(rows: list[dict[str, Any]], event: SlackEvent, sev: str, words: 
     if event.kind != Kind.MANUAL_ROLLBACK:  # a /rollback's versions are in its state words; the row keeps the PR's
         row["from"] = event.version_from if event.version_from is not None else row["from"]
         row["to"] = event.version_to if event.version_to is not None else row["to"]
+    if event.kind == Kind.DECOMMISSION:     # nothing serves after it
+        row["to"] = None
     row["severity"], row["state"] = sev, words
     for name in ("check", "deployment", "registry"):
         url = getattr(event.links, name)
@@ -481,6 +498,8 @@ def _entered_rolling_back(record: Any, event: Any) -> bool:
 def _rollout_kind(record: Any, event: Any) -> tuple[str, str | None] | None:
     """(kind, state) of the Slack event a rollout log entry makes, or ``None`` for the noise."""
     manual = record.trigger == "rollback"
+    if getattr(record, "action", "deploy") == "decommission":
+        return _decommission_kind(record, event)
     if event.kind == "transition" and event.action == "state" and event.state == "applying" \
             and _moved_to(record, event, "applying") == (True, "pending"):
         return (Kind.MANUAL_ROLLBACK, "started") if manual else (Kind.DEPLOY_STARTED, None)
@@ -497,6 +516,18 @@ def _rollout_kind(record: Any, event: Any) -> tuple[str, str | None] | None:
     if (not manual and event.kind == "outcome" and event.action == "verify" and event.ok
             and event.step is not None and record.steps[event.step] < 100):
         return Kind.CANARY_STEP, None
+    return None
+
+
+def _decommission_kind(record: Any, event: Any) -> tuple[str, str | None] | None:
+    """Started, decommissioned, failed, or stopped after it started."""
+    if event.kind == "transition" and event.action == "state" and event.state == "applying" \
+            and _moved_to(record, event, "applying") == (True, "pending"):
+        return Kind.DECOMMISSION, "started"
+    if event.state in ("succeeded", "failed"):
+        return Kind.DECOMMISSION, event.state
+    if event.state in ("cancelled", "superseded") and record.started_at is not None:
+        return Kind.DEPLOY_CANCELLED, event.state
     return None
 
 
@@ -519,11 +550,12 @@ def rollout_event(record: Any, event: Any, pull: PullContext | None = None) -> S
     elif kind == Kind.MANUAL_ROLLBACK and state == "started":
         text = record.reason or ""
     owners = tuple((record.spec or {}).get("owners") or ())
+    removed = getattr(record, "action", "deploy") == "decommission"
     return SlackEvent(
         kind=str(kind), repo=record.repo, key=f"rollout:{record.id}:{event.id}", pr_number=record.pr_number,
         pr_url=pull.url, pr_title=pull.title, author=pull.author, model=record.model,
-        environment=record.environment, version_from=record.from_version, version_to=record.to_version,
-        state=state, text=text or "", links=pull.links, owners=owners, percent=percent,
+        environment=record.environment, version_from=record.from_version,
+        version_to=None if removed else record.to_version, state=state, text=text or "", links=pull.links, owners=owners, percent=percent,
         actor=record.actor if kind == Kind.MANUAL_ROLLBACK else None)
 
 

@@ -35,6 +35,8 @@ from modelherd.store.models import BigId
 ACTIVE_STATES = ("applying", "verifying", "rolling_back")
 #: States a rollout never leaves.
 FINAL_STATES = ("succeeded", "failed", "rolled_back", "cancelled", "superseded")
+#: What a rollout does: make a version serve, or remove the model/environment (its manifest was deleted).
+DEPLOY, DECOMMISSION = "deploy", "decommission"
 _ACTIVE_SQL = "state IN ('applying', 'verifying', 'rolling_back')"
 
 
@@ -49,6 +51,7 @@ class Rollout(Base):
     environment: Mapped[str] = mapped_column(String(63))
     target: Mapped[str] = mapped_column(String(32))
     cluster: Mapped[str] = mapped_column(String(63))
+    action: Mapped[str] = mapped_column(String(16), default=DEPLOY, server_default=DEPLOY)
     from_version: Mapped[str | None] = mapped_column(String(64))
     to_version: Mapped[str] = mapped_column(String(64))
     spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
@@ -174,6 +177,7 @@ class RolloutRecord:
     error: str | None
     notes: list[str] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
+    action: str = DEPLOY
 
     @classmethod
     def of(cls, row: Rollout) -> RolloutRecord:
@@ -181,6 +185,7 @@ class RolloutRecord:
         values["steps"] = list(row.steps or [])
         values["notes"] = list(row.notes or [])
         values["transitions"] = list(row.transitions or [])
+        values["action"] = row.action or DEPLOY
         return cls(**values)
 
     @property
@@ -190,6 +195,11 @@ class RolloutRecord:
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    @property
+    def decommission(self) -> bool:
+        """This rollout removes the model from the environment (its manifest was deleted)."""
+        return self.action == DECOMMISSION
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,7 @@ class NewRollout:
     stable_spec: dict[str, Any] | None = None
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    action: str = DEPLOY
 
 
 @dataclass(frozen=True)
@@ -313,9 +324,13 @@ class RolloutsRepo:
             return [RolloutRecord.of(r) for r in rows]
 
     def last_succeeded_rollout(self, repo: str, model: str, environment: str,
-                               version: str | None = None) -> RolloutRecord | None:
-        """The newest rollout of the key that succeeded (deploying ``version``, when given)."""
+                               version: str | None = None, *, deploys_only: bool = True) -> RolloutRecord | None:
+        """The newest rollout of the key that succeeded (deploying ``version``, when given).
+
+        ``deploys_only=False`` also finds a succeeded decommission (then nothing serves)."""
         query = select(Rollout).where(*_same_key(repo, model, environment), Rollout.state == "succeeded")
+        if deploys_only:
+            query = query.where(Rollout.action == DEPLOY)
         if version is not None:
             query = query.where(Rollout.to_version == version)
         with self._tx() as s:
@@ -496,5 +511,5 @@ def _wake_followers(s: Session, row: Rollout, now: datetime) -> list[int]:
     return ids
 
 
-__all__ = ["ACTIVE_STATES", "FINAL_STATES", "LeaseLost", "NewRollout", "Rollout", "RolloutEvent",
+__all__ = ["ACTIVE_STATES", "DECOMMISSION", "DEPLOY", "FINAL_STATES", "LeaseLost", "NewRollout", "Rollout", "RolloutEvent",
            "RolloutEventRecord", "RolloutRecord", "RolloutsRepo", "Written"]

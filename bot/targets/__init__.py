@@ -6,6 +6,9 @@
 - :mod:`modelherd.targets.mlflow_alias`: moves a registry alias (e.g. ``production``) to the version,
   for serving stacks that follow aliases.
 
+A decommission (the manifest's environment was deleted) calls ``remove`` and then polls ``absent``
+the way a rollout polls ``health``.
+
 Every method is idempotent: the rollout engine may call it again after a crash.
 
 A target that can also list what modelherd manages in a namespace implements :class:`ListsManaged`
@@ -57,6 +60,11 @@ class Target(Protocol):
 
     def remove(self, dep: Deployment) -> None:
         """Stop serving ``dep`` (the manifest's environment was deleted)."""
+        ...
+
+    def absent(self, dep: Deployment) -> Health:
+        """Whether the last ``remove`` has taken effect: READY once nothing modelherd manages for ``dep``
+        is left, PROGRESSING while something still is (being deleted)."""
         ...
 
 

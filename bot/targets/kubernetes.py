@@ -214,6 +214,20 @@ class KubernetesTarget:
         for resource in (INFERENCE_SERVICE, DEPLOYMENT, SERVICE, HPA):
             self._delete_if_ours(resource, dep.namespace, dep.name)
 
+    def absent(self, dep: Deployment) -> Health:
+        """READY once no object modelherd manages for ``dep`` is left (any runtime); objects of the same
+        name that modelherd does not manage do not count (``remove`` leaves them alone)."""
+        left = []
+        for resource in (INFERENCE_SERVICE, DEPLOYMENT, SERVICE, HPA):
+            obj = self._read(resource, dep.namespace, dep.name)
+            if obj is not None and _managed(obj):
+                deleting = " (being deleted)" if (obj.get("metadata") or {}).get("deletionTimestamp") else ""
+                left.append(f"{resource.kind} {dep.namespace}/{dep.name}{deleting}")
+        if left:
+            return Health(Readiness.PROGRESSING, f"still there: {', '.join(left)}", {"left": left})
+        return Health(Readiness.READY, f"absent: nothing of {dep.name} left in {self.cluster} namespace "
+                                       f"{dep.namespace}", {"left": []})
+
     # -- object-level operations ---------------------------------------------------------------
 
     def apply_object(self, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -248,7 +262,7 @@ class KubernetesTarget:
     def _delete_if_ours(self, resource: _Resource, namespace: str, name: str) -> None:
         """DELETE the object when it exists and carries modelherd's managed-by label."""
         obj = self._read(resource, namespace, name)
-        if obj is None or (obj.get("metadata", {}).get("labels") or {}).get(LABEL_MANAGED_BY) != MANAGED_BY:
+        if obj is None or not _managed(obj):
             return
         try:
             self._call("delete", resource, namespace, name, "delete", propagation_policy="Background")
@@ -296,6 +310,11 @@ class KubernetesTarget:
                                       status=status, causes=causes)
         return KubernetesApiError(f"{where}: API server unreachable: {_unreachable_reason(exc)}",
                                   cluster=self.cluster, kind=resource.kind, name=name)
+
+
+def _managed(obj: Mapping[str, Any]) -> bool:
+    """The object carries modelherd's managed-by label."""
+    return (obj.get("metadata", {}).get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY
 
 
 def _resource_of(obj: Mapping[str, Any]) -> _Resource:

@@ -2,7 +2,7 @@
 
 ``apply`` points the alias (by default the environment's name, e.g. ``production``) at the version;
 ``health`` is READY once the alias points there; ``live`` is the version the alias points at; ``remove``
-deletes the alias.  An alias has no traffic split, so a canary step (``canary_percent`` below 100) is
+deletes the alias, and ``absent`` is READY once it is gone.  An alias has no traffic split, so a canary step (``canary_percent`` below 100) is
 refused: the rollout engine plans a canary on this target as one 100% step and records why
 (:func:`modelherd.rollout.plan_steps`).
 """
@@ -76,6 +76,15 @@ class MlflowAliasTarget:
                 self.registry.delete_alias(dep.model.name, self.alias_for(dep))
             except VersionNotFound:
                 return
+
+    def absent(self, dep: Deployment) -> Health:
+        """READY once the alias is gone; PROGRESSING while it still points at a version."""
+        alias = self.alias_for(dep)
+        current = self._current(dep)
+        if current is None:
+            return Health(Readiness.READY, f"absent: alias {alias} is not set", {"alias": alias})
+        return Health(Readiness.PROGRESSING, f"alias {alias} still -> v{current.version}",
+                      {"alias": alias, "version": current.version})
 
     def _current(self, dep: Deployment) -> ModelVersionInfo | None:
         """The version the alias points at, or None when it (or the model) does not exist."""
