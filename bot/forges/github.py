@@ -60,6 +60,7 @@ DESCRIPTION_LIMIT = 140         # characters of a deployment's and a deployment 
 PULL_TITLE_LIMIT = 256           # characters of a pull request's title
 ROLLOUT_KEY = "modelherd_rollout"  # the payload field that makes a deployment idempotent
 RETIRE_WINDOW = 20               # latest deployments of an environment looked at when retiring old ones
+ARCHIVE_LIMITS = ArchiveLimits()  # when many files come from the commit's tarball (see ArchiveLimits)
 SIZE_TTL = 3600.0                # seconds a repository's size is trusted (GitHub recomputes it hourly)
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class GitHubForge:
         self._bot_login = bot_login
         self.caches = caches or RepoCaches()
         self._on_bad_credentials = on_bad_credentials
-        self.archive_limits = archive_limits or ArchiveLimits()
+        self.archive_limits = archive_limits or ARCHIVE_LIMITS
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
