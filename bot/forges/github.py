@@ -649,9 +649,11 @@ class GitHubReader:
         if not is_sha(ref):
             return {}
         missing = sorted({p for p in paths if (ref, p) not in self._caches.contents})
-        if len(missing) < limits.threshold or not self._archive_allowed(limits):
+        if len(missing) < limits.threshold:
             return {}
         try:
+            if not self._archive_allowed(limits):
+                return {}
             return self._archive(ref, missing, limits).usable()
         except ArchiveTooBig as exc:
             self._caches.archive_hold_off = time.monotonic() + limits.hold_off
