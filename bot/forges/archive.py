@@ -35,8 +35,8 @@ class ArchiveLimits:
 
     * ``threshold`` 10: a request costs about as much as transferring a small repository's archive,
       and the archive takes two (the API's redirect, then the download), so below ~10 uncached files
-      per-file reads are as fast and move far fewer bytes; 10 keeps a 1–4 manifest PR (2–8 reads a
-      side) on per-file reads and gives every bigger PR a constant two requests per commit.
+      per-file reads are as fast and move far fewer bytes; 10 keeps a PR changing up to 9 manifests
+      on per-file reads and gives every bigger PR a constant two requests per commit.
     * ``max_repo_kb`` 100 MB: the forge's repository size counts all history, packed; above it a
       single commit's archive is likely over ``max_bytes`` too, so the download is not even started.
     * ``max_bytes`` 25 MB compressed: at the 5–20 MB/s a forge's archive endpoint serves, a few

@@ -9,6 +9,10 @@ Calls are kept to what the work needs (``tests/test_forge_github.py`` counts the
 * contents at a commit SHA never change, so ``read_many`` and ``list_files`` at a SHA are cached by
   (SHA, path) and cost nothing the second time; so is the file list of a pull request at a given
   (base, head);
+* from :attr:`ArchiveLimits.threshold` (10) uncached files at one SHA, ``read_many`` reads the
+  commit's tarball instead (the redirect, then the download: two requests whatever the number of
+  files), unless the repository or the archive is too big (:mod:`modelherd.forges.archive`);
+  ``tests/test_forge_github_archive.py`` counts those;
 * the sticky comment's and the check runs' ids are remembered, so an upsert is one ``PATCH``;
 * the pull request is fetched with ``If-None-Match``: an unchanged one answers 304, which GitHub does
   not count against the rate limit;
