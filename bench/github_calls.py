@@ -14,7 +14,9 @@ a freshly moved ``main`` needs.
 
 * :func:`bench_api_calls` — reads, writes, and writes without token minting, for one
   ``pull_request.opened`` changing 1 and 50 manifests (after a first event of the installation, which
-  mints the installation token and is reported on its own).  Writes should not grow with manifests.
+  mints the installation token and is reported on its own).  Writes should not grow with manifests;
+  nor should reads much: from 10 uncached files at a commit the adapter reads the commit's archive
+  (the API's tarball redirect and the download it points to, both counted as reads: ``archive_reads``).
 * :func:`bench_comment_latency` — ``fake.latency_ms = 50`` (a sleep after each call is served,
   before the answer leaves) against 0 ms in the same run: milliseconds from handing the signed
   delivery to the intake to the moment the fake applied the comment POST (the first write), and to
@@ -39,6 +41,7 @@ from bench import SHARED_ROOT, emit, ratio
 
 TOKEN_TEMPLATE = "/app/installations/{installation_id}/access_tokens"
 COMMENT_TEMPLATE = "/repos/{owner}/{repo}/issues/{issue_number}/comments"
+ARCHIVE_TEMPLATES = ("/repos/{owner}/{repo}/tarball/{ref}", "(codeload) /{owner}/{repo}/legacy.tar.gz/{ref}")
 FLEET = 50
 PASSED = {"validation_status": "passed"}
 FAKE_NOTE = ("the fake GitHub validates every request and response against the OpenAPI description "
@@ -130,6 +133,7 @@ class Bench:
         return {
             "jobs": jobs, "calls": calls,
             "reads": len(calls) - len(writes), "writes": len(writes), "writes_excl_token": len(own),
+            "archive_reads": sum(c.template in ARCHIVE_TEMPLATES for c in calls),
             "token_mints": len(writes) - len(own),
             "write_sequence": [f"{c.method} {c.template}" for c in own],
             "comment_is_first_write": own[0] is comment,
@@ -174,7 +178,8 @@ def bench_api_calls(*, many: int = FLEET) -> list[dict]:
                                                                      "token_mints")}}
     return [
         emit(figure=names[0], value=lots["reads"], baseline=baseline, baseline_value=one["reads"],
-             ratio=ratio(lots["reads"], one["reads"]), **context),
+             ratio=ratio(lots["reads"], one["reads"]), archive_reads=lots["archive_reads"],
+             baseline_archive_reads=one["archive_reads"], **context),
         emit(figure=names[1], value=lots["writes"], baseline=baseline, baseline_value=one["writes"],
              ratio=ratio(lots["writes"], one["writes"]), token_mints=lots["token_mints"],
              baseline_token_mints=one["token_mints"], **context),

@@ -267,3 +267,33 @@ def test_validation_cost(flavor, github_validators, capsys):
               f"{len(validator.spec['paths'])} paths; request validation: GET {small * 1000:.2f} ms, "
               f"POST check run with 50 annotations {big * 1000:.2f} ms")
     assert small < 0.05 and big < 0.1
+
+
+@pytest.mark.parametrize("fake_github", FLAVORS, indirect=True)
+def test_tarball_redirects_to_a_real_archive_of_the_commit(world):
+    """As GitHub: 302 from the API to codeload (github.com: another host; GHES: its own /_codeload), which
+    answers the commit's tree as a .tar.gz below ``owner-repo-<sha7>/`` with the SHA in its pax header;
+    a private repository's archive needs the token the redirect carries."""
+    import io
+    import tarfile
+
+    fake, gh, repo, _, head = world
+    link = gh.get_repo(repo).get_archive_link("tarball", head)
+    if fake.flavor == "github.com":
+        assert link.startswith("http://localhost:") and "/acme/models/legacy.tar.gz/" in link
+    else:
+        assert link.startswith(fake.host_url + "/_codeload/acme/models/legacy.tar.gz/")
+    response = requests.get(link, timeout=10)
+    assert response.status_code == 200 and "Content-Length" not in response.headers
+    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}
+        assert tar.pax_headers == {"comment": head}
+    top = f"acme-models-{head[:7]}/"
+    assert files[top + "models/m3.yaml"] == b"name: m3\nreplicas: 1\n" and len(files) == 76   # + README
+    assert [c.template for c in fake.calls[-2:]] == ["/repos/{owner}/{repo}/tarball/{ref}",
+                                                    "(codeload) /{owner}/{repo}/legacy.tar.gz/{ref}"]
+
+    fake.state.repos["acme/models"].private = True
+    assert requests.get(link, timeout=10).status_code == 404                   # no token: not found
+    private = gh.get_repo(repo).get_archive_link("tarball", head)
+    assert "token=" in private and requests.get(private, timeout=10).status_code == 200

@@ -9,6 +9,10 @@ Calls are kept to what the work needs (``tests/test_forge_github.py`` counts the
 * contents at a commit SHA never change, so ``read_many`` and ``list_files`` at a SHA are cached by
   (SHA, path) and cost nothing the second time; so is the file list of a pull request at a given
   (base, head);
+* from :attr:`ArchiveLimits.threshold` (10) uncached files at one SHA, ``read_many`` reads the
+  commit's tarball instead (the redirect, then the download: two requests whatever the number of
+  files), unless the repository or the archive is too big (:mod:`modelherd.forges.archive`);
+  ``tests/test_forge_github_archive.py`` counts those;
 * the sticky comment's and the check runs' ids are remembered, so an upsert is one ``PATCH``;
 * the pull request is fetched with ``If-None-Match``: an unchanged one answers 304, which GitHub does
   not count against the rate limit;
@@ -27,6 +31,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -36,6 +42,7 @@ import requests
 from github import Github, GithubException
 from github.GithubException import BadCredentialsException
 from github.IssueComment import IssueComment
+from modelherd.forges.archive import ArchiveLimits, ArchiveRefused, ArchiveTooBig, Extracted, extract
 from modelherd.forges.base import (
     DEPLOYMENT_STATES,
     Annotation,
@@ -57,7 +64,10 @@ DESCRIPTION_LIMIT = 140         # characters of a deployment's and a deployment 
 PULL_TITLE_LIMIT = 256           # characters of a pull request's title
 ROLLOUT_KEY = "modelherd_rollout"  # the payload field that makes a deployment idempotent
 RETIRE_WINDOW = 20               # latest deployments of an environment looked at when retiring old ones
+ARCHIVE_LIMITS = ArchiveLimits()  # when many files come from the commit's tarball (see ArchiveLimits)
+SIZE_TTL = 3600.0                # seconds a repository's size is trusted (GitHub recomputes it hourly)
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class _Run(NamedTuple):
@@ -123,6 +133,8 @@ class RepoCaches:
     listed_shas: LruCache = field(default_factory=lambda: LruCache(1024))      # SHAs whose runs were listed
     deployments: LruCache = field(default_factory=lambda: LruCache(4096))      # id → _Deployment
     rollouts: LruCache = field(default_factory=lambda: LruCache(4096))         # (ref, env, rollout id) → id
+    size_kb: tuple[float, int] | None = None     # (monotonic time seen, repository.size in KB)
+    archive_hold_off: float = 0.0                # monotonic time before which no archive is tried
 
 
 # -- the forge ------------------------------------------------------------------------------------------
@@ -132,7 +144,8 @@ class GitHubForge:
     """One repository of an installation, as handlers need it. Built by ``GitHubClients.forge``."""
 
     def __init__(self, gh: Github, repo: str, *, app_id: int | None, bot_login: Callable[[], str],
-                 caches: RepoCaches | None = None, on_bad_credentials: Callable[[], None] = lambda: None):
+                 caches: RepoCaches | None = None, on_bad_credentials: Callable[[], None] = lambda: None,
+                 archive_limits: ArchiveLimits | None = None):
         self.repo = repo
         self.app_id = app_id
         self._gh = gh
@@ -141,6 +154,7 @@ class GitHubForge:
         self._bot_login = bot_login
         self.caches = caches or RepoCaches()
         self._on_bad_credentials = on_bad_credentials
+        self.archive_limits = archive_limits or ARCHIVE_LIMITS
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -188,9 +202,26 @@ class GitHubForge:
                                             lambda: self._get(self._repo_path(f"/pulls/{number}"), headers=headers))
         if data is None and cached:      # 304 Not Modified
             data = cached[1]
-        elif response_headers.get("etag"):
-            self.caches.pulls.put(number, (response_headers["etag"], data))
+        else:
+            self._note_size(data)
+            if response_headers.get("etag"):
+                self.caches.pulls.put(number, (response_headers["etag"], data))
         return to_change_request(data, self.repo)
+
+    def _note_size(self, pull: dict[str, Any]) -> None:
+        """Remember the repository's size from a fresh pull request (its ``base.repo``), for free."""
+        size = (((pull or {}).get("base") or {}).get("repo") or {}).get("size")
+        if isinstance(size, int):
+            self.caches.size_kb = (time.monotonic(), size)
+
+    def size_kb(self) -> int:
+        """The repository's size in KB as GitHub reports it (all history, packed; recomputed hourly):
+        the last one seen within :data:`SIZE_TTL`, else one ``GET /repos/{owner}/{repo}``."""
+        seen = self.caches.size_kb
+        if seen is None or time.monotonic() - seen[0] > SIZE_TTL:
+            _, data = self._call("read the repository", lambda: self._get(self._repo_path("")))
+            seen = self.caches.size_kb = (time.monotonic(), int(data.get("size") or 0))
+        return seen[1]
 
     def reader(self, cr: ChangeRequest | None = None) -> "GitHubReader":
         """Reads the PR's changed files and contents at any revision; without a PR, contents only
@@ -602,8 +633,73 @@ class GitHubReader:
         return sorted(paths)
 
     def read_many(self, ref: str, paths: list[str]) -> dict[str, bytes | None]:
-        """Contents of ``paths`` at ``ref`` (None where absent); at a SHA, each is fetched at most once."""
-        return read_cached(self._caches.contents, ref, paths, self._read)
+        """Contents of ``paths`` at ``ref`` (None where absent); at a SHA, each is fetched at most once.
+
+        When many of them are not cached yet, they come out of one archive of the commit (two
+        requests, see :meth:`_from_archive`); the rest, or all when the archive is not used, one
+        contents request each.
+        """
+        fetched = self._from_archive(ref, paths)
+        return read_cached(self._caches.contents, ref, paths,
+                           lambda at, path: fetched[path] if path in fetched else self._read(at, path))
+
+    # -- many files at once: the commit's archive ------------------------------------------------------
+
+    def _from_archive(self, ref: str, paths: list[str]) -> dict[str, bytes | None]:
+        """The uncached ``paths`` at commit ``ref`` from its tarball, when there are at least
+        ``threshold`` of them and the repository is small enough; ``{}`` otherwise, or when the archive
+        is refused (too big, unreadable, GitHub failed): the caller then reads file by file."""
+        limits = self.forge.archive_limits
+        if not is_sha(ref):
+            return {}
+        missing = sorted({p for p in paths if (ref, p) not in self._caches.contents})
+        if len(missing) < limits.threshold:
+            return {}
+        try:
+            if not self._archive_allowed(limits):
+                return {}
+            return self._archive(ref, missing, limits).usable()
+        except ArchiveTooBig as exc:
+            self._caches.archive_hold_off = time.monotonic() + limits.hold_off
+            log.info("%s: %s at %s; reading file by file", self.forge.repo, exc, ref[:12])
+        except (ArchiveRefused, GitHubError) as exc:
+            log.warning("%s: archive of %s not used (%s); reading file by file", self.forge.repo, ref[:12], exc)
+        return {}
+
+    def _archive_allowed(self, limits: ArchiveLimits) -> bool:
+        if time.monotonic() < self._caches.archive_hold_off:
+            return False
+        if self.forge.size_kb() > limits.max_repo_kb:
+            self._caches.archive_hold_off = time.monotonic() + limits.hold_off
+            return False
+        return True
+
+    def _archive(self, sha: str, wanted: list[str], limits: ArchiveLimits) -> Extracted:
+        """``GET /repos/{o}/{r}/tarball/{sha}`` (PyGithub: paced, retried, token refreshed), then the
+        download of the ``Location`` it redirects to, streamed through :func:`extract`."""
+        location = self.forge._call(f"ask for the archive of {sha[:12]}",
+                                    lambda: self.forge._repo.get_archive_link("tarball", sha))
+        try:
+            with requests.get(location, headers=self._download_headers(location), stream=True,
+                              allow_redirects=False, timeout=limits.read_timeout) as response:
+                if response.status_code != 200:
+                    raise ArchiveRefused(f"the archive download answered {response.status_code}")
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > limits.max_bytes:
+                    raise ArchiveTooBig(f"the archive is {int(declared):,} bytes, over {limits.max_bytes:,}")
+                return extract(response.iter_content(64 * 1024), wanted, limits)
+        except requests.RequestException as exc:
+            raise ArchiveRefused(f"the archive download failed: {type(exc).__name__}: {exc}") from exc
+
+    def _download_headers(self, location: str) -> dict[str, str]:
+        """Headers for the archive download. The installation token goes only where the API itself is
+        (GHES serves archives from its own host); codeload.github.com gets none — its URL carries its
+        own short-lived token. Same rule as requests' redirects (``should_strip_auth``)."""
+        requester = self.forge._requester
+        headers = {"User-Agent": requester.kwargs.get("user_agent") or "modelherd"}
+        if requester.auth is not None and not _strips_auth(requester.base_url, location):
+            requester.auth.authentication(headers)
+        return headers
 
     def _read(self, ref: str, path: str) -> bytes | None:
         """One file through the contents API; files over 1 MB through the blob API; 404 → None."""
@@ -736,6 +832,12 @@ def _payload(deployment: dict[str, Any]) -> dict[str, Any]:
 def _clip_bytes(text: str, limit: int) -> str:
     raw = text.encode("utf-8")
     return text if len(raw) <= limit else raw[:limit - 64].decode("utf-8", errors="ignore") + "\n… (truncated)"
+
+
+def _strips_auth(api_url: str, url: str) -> bool:
+    """Whether requests would drop credentials sent to ``api_url`` on a redirect to ``url`` (another host,
+    port or scheme)."""
+    return requests.sessions.SessionRedirectMixin().should_strip_auth(api_url, url)
 
 
 def _next_link(link: str) -> str | None:

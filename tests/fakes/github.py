@@ -34,17 +34,21 @@ endpoint), :class:`FakeGitHub` (HTTP server, validation, recording, and the test
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 import difflib
 import hashlib
+import io
 import itertools
 import json
+import secrets
+import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jwt
 import pytest
@@ -56,6 +60,11 @@ from tests.fakes.http import QuietHandler, decode_body, link_header, response_pr
 from tests.fakes.openapi import OpenApiValidator, validator_for
 
 FLAVORS = {"github.com": "", "ghes-3.19": "/api/v3"}
+# Where the archives GitHub redirects to are served: github.com from another host (codeload.github.com;
+# here ``localhost`` instead of ``127.0.0.1``, same server), GHES from its own host below /_codeload.
+CODELOAD_HOST = "localhost"
+CODELOAD_PREFIX = {"github.com": "", "ghes-3.19": "/_codeload"}
+CODELOAD_TEMPLATE = "(codeload) /{owner}/{repo}/legacy.tar.gz/{ref}"
 DOCS = "https://docs.github.com/rest"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -180,6 +189,7 @@ class Repo:
     branches: dict[str, str] = field(default_factory=dict)  # name → commit sha
     tags: dict[str, str] = field(default_factory=dict)
     permissions: dict[str, str] = field(default_factory=dict)  # login → admin|maintain|write|triage|read
+    size_kb: int | None = None  # what ``size`` reports; None: the default branch's files, in KB
 
     @property
     def full_name(self) -> str:
@@ -298,6 +308,8 @@ class Call:
     body: Any  # parsed JSON, raw text, or None
     login: str | None
     seconds: float
+    host: str = ""  # the Host the request was sent to
+    authorization: str | None = None  # its Authorization header (archive downloads record it)
 
     @property
     def is_write(self) -> bool:
@@ -321,6 +333,7 @@ class GitHubState:
         self.teams: dict[tuple[str, str], dict[str, str]] = {}  # (org, slug) → login → state
         self.tokens: dict[str, Token] = {}
         self.user_tokens: dict[str, str] = {}  # token → login
+        self.archive_tokens: dict[str, tuple[str, datetime]] = {}  # codeload token → (repo, expiry)
         self._ids = itertools.count(1001)
         self._numbers: dict[str, itertools.count] = {}
 
@@ -506,8 +519,9 @@ class GitHubApi:
     """One method per endpoint; each returns a :class:`Reply` whose body is an overlay that the
     server completes into a schema-shaped body."""
 
-    def __init__(self, state: GitHubState, url: Callable[[str], str], web: str) -> None:
-        self.s, self.url, self.web = state, url, web
+    def __init__(self, state: GitHubState, url: Callable[[str], str], web: str,
+                 codeload: Callable[[str], str] = lambda path: path) -> None:
+        self.s, self.url, self.web, self.codeload = state, url, web, codeload
 
     # -- representations --------------------------------------------------------------------------
 
@@ -529,7 +543,13 @@ class GitHubApi:
                 "contents_url": self.url(base + "/contents/{+path}"),
                 "statuses_url": self.url(base + "/statuses/{sha}"),
                 "git_refs_url": self.url(base + "/git/refs{/sha}"),
-                "archived": False, "disabled": False}
+                "archived": False, "disabled": False, "size": self.size_kb(repo)}
+
+    def size_kb(self, repo: Repo) -> int:
+        if repo.size_kb is not None:
+            return repo.size_kb
+        files = self.s.git.files_at(repo.branches[repo.default_branch]) if repo.branches else {}
+        return sum(len(self.s.git.blobs[sha]) for sha in files.values()) // 1024
 
     def commit_ref(self, repo: Repo, ref: str, sha: str) -> dict[str, Any]:
         return {"label": f"{repo.owner}:{ref}", "ref": ref, "sha": sha, "user": self.user(repo.owner),
@@ -755,6 +775,20 @@ class GitHubApi:
                 "url": url, "git_url": git_url, "html_url": html_url,
                 "download_url": f"{self.web}/raw/{repo.full_name}/{ref_sha}/{path}" if kind == "file" else None,
                 "_links": {"self": url, "git": git_url, "html": html_url}}
+
+    @endpoint("GET", "/repos/{owner}/{repo}/tarball/{ref}")
+    def download_tarball(self, ctx: Ctx) -> Reply:
+        """302 to the archive on codeload (github.com: another host; GHES: its own ``/_codeload``), with
+        a short-lived token in the URL for a private repository, as GitHub does."""
+        repo = self._repo(ctx)
+        ref = ctx.params["ref"]
+        self.s.resolve(repo, ref)                        # 404 for an unknown ref
+        path = f"/{quote(repo.owner)}/{quote(repo.name)}/legacy.tar.gz/{quote(ref, safe='/')}"
+        if repo.private:
+            token = secrets.token_hex(16)
+            self.s.archive_tokens[token] = (repo.full_name, utcnow() + timedelta(minutes=5))
+            path += "?" + urlencode({"token": token})
+        return Reply(302, None, headers={"Location": self.codeload(path)})
 
     @endpoint("PUT", "/repos/{owner}/{repo}/contents/{path}")
     def put_content(self, ctx: Ctx) -> Reply:
@@ -1338,7 +1372,10 @@ class FakeGitHub:
         self._server = None
         self._thread: threading.Thread | None = None
         self.host_url = ""
-        self.api = GitHubApi(self.state, self.url, "https://github.example.invalid")
+        self.api = GitHubApi(self.state, self.url, "https://github.example.invalid", self.codeload_url)
+        # members appended to every archive served (tests of hostile archives); ``{top}`` in a name
+        # becomes the archive's top folder
+        self.archive_extras: list[tuple[tarfile.TarInfo, bytes | None]] = []
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -1370,6 +1407,12 @@ class FakeGitHub:
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    def codeload_url(self, path: str) -> str:
+        """The URL of an archive download (``/{owner}/{repo}/legacy.tar.gz/{ref}``)."""
+        if self.flavor == "github.com":
+            return f"http://{CODELOAD_HOST}:{self._server.server_port}{path}"
+        return self.host_url + CODELOAD_PREFIX[self.flavor] + path
 
     # -- assertions and records -------------------------------------------------------------------
 
@@ -1456,6 +1499,38 @@ class FakeGitHub:
             if branch:
                 r.branches[branch] = sha
             return sha
+
+    def archive_top(self, repo: str, ref: str) -> str:
+        """The top folder of ``ref``'s archive: ``owner-repo-<sha7>``."""
+        r = self._repo(repo)
+        return f"{r.owner}-{r.name}-{self.state.resolve(r, ref)[:7]}"
+
+    def archive(self, repo: str, ref: str) -> bytes:
+        """The ``.tar.gz`` GitHub serves for ``ref``, laid out as ``git archive`` does (a pax global
+        header holding the commit SHA, directories, files below the top folder), then
+        :attr:`archive_extras`."""
+        with self.lock:
+            r = self._repo(repo)
+            sha = self.state.resolve(r, ref)
+            files = {path: self.state.git.blobs[blob] for path, blob in self.state.git.files_at(sha).items()}
+            moment = int(self.state.git.commits[sha].date.timestamp())
+        top = self.archive_top(repo, sha)
+        folders = sorted({"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)})
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers={"comment": sha}) as tar:
+            for folder in [""] + folders:
+                info = tarfile.TarInfo(f"{top}/{folder}".rstrip("/") + "/")
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o775, moment
+                tar.addfile(info)
+            for path, data in sorted(files.items()):
+                info = tarfile.TarInfo(f"{top}/{path}")
+                info.size, info.mode, info.mtime = len(data), 0o664, moment
+                tar.addfile(info, io.BytesIO(data))
+            for extra, data in self.archive_extras:
+                info = copy.copy(extra)
+                info.name = extra.name.replace("{top}", top)
+                tar.addfile(info, io.BytesIO(data) if data is not None else None)
+        return buffer.getvalue()
 
     def read_file(self, repo: str, ref: str, path: str) -> str | None:
         with self.lock:
@@ -1593,11 +1668,13 @@ class FakeGitHub:
         return response(environ, start_response)
 
     def _handle(self, request: Request) -> tuple[Call, Response]:
+        if self._is_codeload(request):
+            return self._codeload(request)
         method, raw_body = request.method.upper(), request.get_data()
         path = request.path
         with self.lock:
             call = Call(method, path, None, 0, {k: request.args.getlist(k) for k in request.args},
-                        decode_body(raw_body, request.content_type), None, 0.0)
+                        decode_body(raw_body, request.content_type), None, 0.0, host=request.host)
             self.calls.append(call)
             status, body, headers = self._dispatch(request, call, raw_body)
             call.status = status
@@ -1609,6 +1686,51 @@ class FakeGitHub:
             headers.setdefault("X-GitHub-Enterprise-Version", self.flavor.removeprefix("ghes-") + ".0")
         data = b"" if body is None else json.dumps(body).encode()
         return call, Response(data, status=status, headers=headers)
+
+    # -- codeload: the archives the tarball endpoint redirects to (not part of the API description) ----
+
+    def _is_codeload(self, request: Request) -> bool:
+        if self.flavor == "github.com":
+            return request.host.rsplit(":", 1)[0] == CODELOAD_HOST
+        return request.path.startswith(CODELOAD_PREFIX[self.flavor] + "/")
+
+    def _codeload(self, request: Request) -> tuple[Call, Response]:
+        """An archive download: recorded like any call (template :data:`CODELOAD_TEMPLATE`), answered
+        with the archive streamed without ``Content-Length``, as codeload does."""
+        path = request.path[len(CODELOAD_PREFIX[self.flavor]):]
+        with self.lock:
+            call = Call(request.method.upper(), path, CODELOAD_TEMPLATE, 0,
+                        {k: request.args.getlist(k) for k in request.args}, None, None, 0.0,
+                        host=request.host, authorization=request.headers.get("Authorization"))
+            self.calls.append(call)
+            try:
+                repo, ref = self._archive_target(request, path)
+            except ApiError as error:
+                call.status = error.status
+                return call, Response(error.message, status=error.status, content_type="text/plain")
+            call.status = 200
+        data = self.archive(repo, ref)
+        chunks = (data[i:i + 16384] for i in range(0, len(data), 16384))
+        name = f"{self.archive_top(repo, ref)}.tar.gz"
+        return call, Response(chunks, status=200, direct_passthrough=True,
+                              headers={"Content-Type": "application/x-gzip",
+                                       "Content-Disposition": f"attachment; filename={name}"})
+
+    def _archive_target(self, request: Request, path: str) -> tuple[str, str]:
+        """``(owner/repo, ref)`` of an archive URL; 404 for a malformed URL, an unknown ref, or a private
+        repository without a live token from the redirect."""
+        owner, _, rest = path.lstrip("/").partition("/")
+        name, _, rest = rest.partition("/")
+        kind, _, ref = rest.partition("/")
+        if request.method.upper() != "GET" or kind != "legacy.tar.gz" or not ref:
+            raise ApiError(404, "Not Found")
+        repo = self.state.repo(owner, name)
+        if repo.private:
+            granted = self.state.archive_tokens.get(request.args.get("token", ""))
+            if granted is None or granted[0] != repo.full_name or granted[1] <= utcnow():
+                raise ApiError(404, "Not Found")
+        self.state.resolve(repo, ref)                    # the path arrives percent-decoded
+        return repo.full_name, ref
 
     def _dispatch(self, request: Request, call: Call, raw_body: bytes) -> tuple[int, Any, dict[str, str]]:
         method = call.method
