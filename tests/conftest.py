@@ -16,10 +16,10 @@ import pytest
 
 from tests.mlflow_server import MlflowServer, ServerDidNotStart, mlflow_server_available, start_mlflow_server
 
-# Fixture modules shared by the suite: the fake GitHub and Kubernetes API servers, and the
-# store/queue/webhook fixtures.
+# Fixture modules shared by the suite: the fake forges, clusters and Slack, the store/queue/webhook
+# fixtures, and the rollout engine's rig (``rig``).
 pytest_plugins = ["tests.fakes.github", "tests.fakes.gitlab", "tests.fakes.kube", "tests.fakes.slack",
-                  "tests.fixtures_store"]
+                  "tests.fixtures_store", "tests.rollout_rig"]
 
 _MLFLOW_STARTUP = pytest.StashKey[float]()
 

@@ -11,7 +11,7 @@ import pytest
 from modelherd.decommission import start_decommission
 from modelherd.rollout import REJECTED_TAG, history, rollback_to
 from modelherd.store import Store
-from tests.test_rollout import REPO, Rig, deployment, outcomes, rig, version  # noqa: F401  (rig: fixture)
+from tests.rollout_rig import REPO, Rig, deployment, outcomes, version
 
 
 def serving(rig: Rig, env: str = "staging", name: str = "churn", to: int = 3) -> None:

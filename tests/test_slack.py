@@ -23,7 +23,7 @@ from modelherd.slack.notifier import make_client
 from modelherd.store import Store
 from modelherd.store.slack import slack_repo
 from tests.clock import FIXED, Clock
-from tests.test_rollout import REPO, Rig, deployment, version
+from tests.rollout_rig import REPO, Rig, deployment, version
 
 if TYPE_CHECKING:
     from tests.fakes.slack import FakeSlack, Posted

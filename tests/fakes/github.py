@@ -53,10 +53,9 @@ from urllib.parse import quote, urlencode
 import jwt
 import pytest
 from werkzeug.datastructures import MultiDict
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.fakes.http import QuietHandler, decode_body, link_header, response_problems
+from tests.fakes.http import LocalServer, decode_body, link_header, response_problems
 from tests.fakes.openapi import OpenApiValidator, validator_for
 
 FLAVORS = {"github.com": "", "ghes-3.19": "/api/v3"}
@@ -1343,7 +1342,7 @@ def _parse_time(text: str) -> datetime:
 # The server
 
 
-class FakeGitHub:
+class FakeGitHub(LocalServer):
     """GitHub's REST API over HTTP on 127.0.0.1, validated against the official description.
 
     ``flavor``: ``"github.com"`` (API at ``/``) or ``"ghes-3.19"`` (API at ``/api/v3``).
@@ -1369,36 +1368,18 @@ class FakeGitHub:
         self.violations: list[str] = []
         self.response_errors: list[str] = []
         self.lock = threading.RLock()
-        self._server = None
-        self._thread: threading.Thread | None = None
         self.host_url = ""
         self.api = GitHubApi(self.state, self.url, "https://github.example.invalid", self.codeload_url)
         # members appended to every archive served (tests of hostile archives); ``{top}`` in a name
         # becomes the archive's top folder
         self.archive_extras: list[tuple[tarfile.TarInfo, bytes | None]] = []
 
-    # -- lifecycle --------------------------------------------------------------------------------
+    # -- lifecycle (start/stop: LocalServer) ------------------------------------------------------
 
-    def start(self) -> "FakeGitHub":
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=QuietHandler)
-        self.host_url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-github", daemon=True)
-        self._thread.start()
-        return self
+    thread_name = "fake-github"
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> "FakeGitHub":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def _serving(self, url: str) -> None:
+        self.host_url = url
 
     @property
     def base_url(self) -> str:

@@ -62,17 +62,16 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
 import yaml
 from werkzeug.datastructures import MultiDict
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.fakes.github import GitStore
-from tests.fakes.http import QuietHandler, decode_body, link_header, response_problems
+from tests.fakes.http import LocalServer, decode_body, link_header, response_problems
 from tests.fakes.openapi import OpenApiValidator
 
 API = "/api/v4"
@@ -1157,7 +1156,7 @@ def gitlab_validator_for(templates: frozenset[str]) -> OpenApiValidator:
 # The server
 
 
-class FakeGitLab:
+class FakeGitLab(LocalServer):
     """GitLab's REST API v4 over HTTP on 127.0.0.1, validated against GitLab's description.
 
     A bot user (``bot_username``, token :attr:`bot_token`) exists from the start; so does the
@@ -1174,8 +1173,6 @@ class FakeGitLab:
         self.violations: list[str] = []
         self.response_errors: list[str] = []
         self.lock = threading.RLock()
-        self._server = None
-        self._thread: threading.Thread | None = None
         self.url = ""
         self.api = GitLabApi(self.state, "https://gitlab.example.invalid")
         self.bot_token = "glpat-modelherd-bot"
@@ -1183,28 +1180,7 @@ class FakeGitLab:
         self.add_user(bot_username, bot=True, token=self.bot_token)
         self.add_user("admin", token="glpat-admin")
 
-    # -- lifecycle --------------------------------------------------------------------------------
-
-    def start(self) -> FakeGitLab:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=QuietHandler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-gitlab", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    thread_name = "fake-gitlab"
 
     # -- assertions and records -------------------------------------------------------------------
 

@@ -1,14 +1,16 @@
-"""HTTP plumbing the in-test fake servers share: a quiet request handler, body decoding, ``Link``
-headers for paginated answers, and checking an answer against the OpenAPI description."""
+"""HTTP plumbing the in-test fake servers share: serving on a free local port, a quiet request handler,
+body decoding, ``Link`` headers for paginated answers, and checking an answer against the OpenAPI
+description."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from typing import Any, Self
 from urllib.parse import urlencode
 
 from werkzeug.datastructures import MultiDict
-from werkzeug.serving import WSGIRequestHandler
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request
 
 
@@ -17,6 +19,42 @@ class QuietHandler(WSGIRequestHandler):
 
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+
+class LocalServer:
+    """``start()``/``stop()``/``with``: serve the subclass's ``_wsgi`` on 127.0.0.1 at a free port, in a
+    daemon thread.  ``_serving(url)`` receives the server's root URL (default: ``self.url``)."""
+
+    thread_name = "fake-server"
+    _server: Any = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=QuietHandler)
+        self._serving(f"http://127.0.0.1:{self._server.server_port}")
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _serving(self, url: str) -> None:
+        self.url = url
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
 
 
 def decode_body(raw: bytes, content_type: str | None) -> Any:

@@ -67,14 +67,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import pytest
 import yaml
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.fakes.http import QuietHandler
+from tests.fakes.http import LocalServer
 from tests.kube_schemas import validate_builtin, validate_inferenceservice
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -189,7 +188,7 @@ class ApiError(Exception):
 # ==================================================================================================
 
 
-class FakeKube:
+class FakeKube(LocalServer):
     """One cluster's API server on 127.0.0.1 (see the module notes)."""
 
     def __init__(self, name: str = "fake", *, token: str | None = None) -> None:
@@ -203,32 +202,13 @@ class FakeKube:
         self.faults: list[tuple[int, str, str | None]] = []         # (code, message, method)
         self.lock = threading.RLock()
         self._revision = itertools.count(1)
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
         self.url = ""
 
-    # -- lifecycle --------------------------------------------------------------------------------
+    # -- lifecycle (start/stop: LocalServer) ------------------------------------------------------
 
-    def start(self) -> Self:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=QuietHandler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-kube-{self.name}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    @property
+    def thread_name(self) -> str:
+        return f"fake-kube-{self.name}"
 
     # -- test-side helpers ------------------------------------------------------------------------
 
