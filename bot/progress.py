@@ -148,6 +148,8 @@ class Progress:
         url = None if record.decommission else (record.spec or {}).get("url")
         forge.set_deployment_status(str(deployment_id), deployment_state(record),
                                     description=description(record), environment_url=url)
+        if record.decommission and record.state == "succeeded":
+            forge.retire_environment(environment_name(record))
 
     def _comment(self, forge: Forge, record: RolloutRecord) -> None:
         saved = self.store.pull(record.repo, record.pr_number)

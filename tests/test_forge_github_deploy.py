@@ -167,6 +167,26 @@ def test_success_retires_earlier_deployments_of_the_environment(fake_github: Fak
 
 
 @both_flavors
+def test_retiring_an_environment_leaves_nothing_live_there(fake_github: FakeGitHub) -> None:
+    """After a decommission the environment's successful deployments become inactive (a production
+    environment's earlier success would otherwise still show as live); other environments are untouched."""
+    world = World(fake_github)
+    forge = world.forge()
+    live = deploy(forge, world.head, "production/churn", "p1", production=True)
+    forge.set_deployment_status(live, "success")
+    other = deploy(forge, world.head, "staging/churn", "s1")
+    forge.set_deployment_status(other, "success")
+    removal = deploy(forge, world.head, "production/churn", "p2", production=True)
+    forge.set_deployment_status(removal, "inactive")
+    forge.retire_environment("production/churn")
+    forge.retire_environment("production/churn")                          # again: nothing more to retire
+    forge.retire_environment("never-deployed")
+    assert states(fake_github, world.repo, live) == ["success", "inactive"]
+    assert states(fake_github, world.repo, removal) == ["inactive"]
+    assert states(fake_github, world.repo, other) == ["success"]
+
+
+@both_flavors
 def test_transient_deployments_are_left_to_the_caller(fake_github: FakeGitHub) -> None:
     world = World(fake_github)
     forge = world.forge()

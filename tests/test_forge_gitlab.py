@@ -348,6 +348,24 @@ def test_deployment_lifecycle(fake_gitlab, project, forge):
         forge.set_deployment_status(deployment, "done")
 
 
+def test_inactive_cancels_an_unfinished_deployment_and_retiring_stops_the_environment(fake_gitlab, project, forge):
+    sha = fake_gitlab.head(project)
+    live = forge.create_deployment(sha, "staging/churn", description="", payload={"modelherd_rollout": 1},
+                                   production=False)
+    forge.set_deployment_status(live, "success")
+    cancelled = forge.create_deployment(sha, "staging/churn", description="", payload={"modelherd_rollout": 2},
+                                        production=False)
+    forge.set_deployment_status(cancelled, "inactive")                # a rollout cancelled before it finished
+    status = {str(d.id): d.status for d in fake_gitlab.deployments(project)}
+    assert status == {live: "success", cancelled: "canceled"}        # not left "running" for ever
+    assert fake_gitlab.environment(project, "staging/churn").state == "available"
+    forge.retire_environment("staging/churn")                          # a decommission finished
+    forge.retire_environment("staging/churn")                          # stopped already: nothing sent
+    forge.retire_environment("never-deployed")
+    assert fake_gitlab.environment(project, "staging/churn").state == "stopped"
+    assert len([c for c in fake_gitlab.calls if c.template.endswith("/stop")]) == 1
+
+
 def test_deployment_is_idempotent_per_rollout_even_after_a_restart(fake_gitlab, clients, project):
     sha = fake_gitlab.head(project)
     forge = clients.forge(project)

@@ -342,3 +342,13 @@ def test_merged_deletion_decommissions_the_model(forge, registry):
     assert any("will be removed from `production`" in body for body in forge.comments(number))
     [sticky] = forge.sticky(number)
     assert "decommissioned: removed from cluster aws-eu-1 namespace risk" in sticky
+    # nothing shows as live there any more: GitHub's deployments are inactive, GitLab's environment stopped
+    for env in ("staging/fraud-detector", "production/fraud-detector"):
+        if forge.name == "github":
+            latest = [d.statuses[-1]["state"] for d in forge.app.fake.deployments(forge.app.repo)
+                      if d.environment == env and d.statuses]
+            assert latest and "success" not in latest, latest
+        else:
+            assert forge.app.fake.environment(forge.app.repo, env).state == "stopped"
+            states = {d.status for d in forge.app.fake.state.deployments.values()}
+            assert "running" not in states, states

@@ -183,6 +183,12 @@ class Forge(Protocol):
         """
         ...
 
+    def retire_environment(self, environment: str) -> None:
+        """Nothing serves in ``environment`` any more (a decommission finished): the forge stops showing
+        it as live (GitHub: its successful deployments become inactive; GitLab: the environment is
+        stopped). Idempotent; an environment the forge never saw is fine."""
+        ...
+
     def open_revert_pull(self, base: str, files: dict[str, str | None], *, branch: str, title: str,
                          body: str) -> int:
         """Open a change request into ``base`` from a new ``branch`` holding one commit on ``base``'s

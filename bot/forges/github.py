@@ -489,6 +489,16 @@ class GitHubForge:
                 self._post_status(earlier.id, {"state": "inactive",
                                                "description": f"Superseded by deployment {deployment_id}"})
 
+    def retire_environment(self, environment: str) -> None:
+        """Mark inactive every deployment to ``environment`` whose latest state is success (among the
+        newest :data:`RETIRE_WINDOW`): GitHub then shows nothing live there."""
+        _, page = self._call(f"list deployments to {environment}", lambda: self._get(
+            self._repo_path("/deployments"), {"environment": environment, "per_page": RETIRE_WINDOW}))
+        for data in page or []:
+            deployment = self._remember(data)
+            if self._latest_state(deployment.id) == "success":
+                self._post_status(deployment.id, {"state": "inactive", "description": "Decommissioned"})
+
     def _latest_state(self, deployment_id: int) -> str | None:
         _, statuses = self._call(f"read the state of deployment {deployment_id}", lambda: self._get(
             self._repo_path(f"/deployments/{deployment_id}/statuses"), {"per_page": 1}))

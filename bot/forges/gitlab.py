@@ -32,8 +32,9 @@ How GitLab's ideas map onto the forge interface (``tests/test_forge_gitlab.py`` 
   (``GET /users?public_email=``), else None — like GitHub's commits by unknown identities.
 * **Deployments** are GitLab deployments (``POST /projects/:id/deployments``, created ``running``:
   the API creates no other live state). GitLab keeps neither a description nor a payload on them,
-  and one successful deployment per environment is live by construction, so ``inactive`` changes
-  nothing. ``environment_url`` becomes the environment's ``external_url``; ``log_url`` has no place
+  and one successful deployment per environment is live by construction, so ``inactive`` leaves a
+  finished deployment alone and cancels an unfinished one; a decommission stops the environment
+  (``POST …/environments/:id/stop``). ``environment_url`` becomes the environment's ``external_url``; ``log_url`` has no place
   (the ``modelherd/rollout`` status links it). ``production`` creates the environment with tier
   ``production``. Idempotency by rollout id: the adapter remembers rollout → deployment, and after a
   restart adopts this bot's newest unfinished (created/running) deployment of the same commit to the
@@ -96,9 +97,11 @@ EMOJI = {"+1": "thumbsup", "-1": "thumbsdown", "laugh": "laughing", "confused": 
          "hooray": "tada", "rocket": "rocket", "eyes": "eyes"}
 #: A check run's conclusion → a commit status state (neutral and skipped pass, as in branch protection).
 CONCLUSION_STATES = {"success": "success", "neutral": "success", "skipped": "success", "cancelled": "canceled"}
-#: Forge deployment states → GitLab deployment statuses (None: nothing to send, see the module notes).
+#: Forge deployment states → GitLab deployment statuses. ``inactive``: a finished deployment stays as it
+#: is (GitLab keeps one live deployment per environment by construction); an unfinished one (a rollout
+#: cancelled or superseded, a decommission) is ``canceled``, so it does not stay ``running`` for ever.
 DEPLOYMENT_STATUS = {"queued": "running", "in_progress": "running", "success": "success", "failure": "failed",
-                     "error": "failed", "inactive": None}
+                     "error": "failed", "inactive": "canceled"}
 UNFINISHED_DEPLOYMENTS = frozenset({"created", "running"})
 _BOT_USERNAME = re.compile(r"(project|group)_\d+_bot(_\w+)?|.*\[bot\]|ghost")
 
@@ -613,6 +616,8 @@ class GitLabForge:
             raise ValueError(f"unknown deployment state {state!r}; one of {DEPLOYMENT_STATES}")
         current = self._deployment(int(deployment_id))
         status = DEPLOYMENT_STATUS[state]
+        if state == "inactive" and current.status not in UNFINISHED_DEPLOYMENTS:
+            status = None
         if status is not None and status != current.status:
             data = self._send(f"set deployment {deployment_id} {status}", "PUT", f"/deployments/{deployment_id}",
                               {"status": status})
@@ -651,6 +656,15 @@ class GitLabForge:
                 body["tier"] = "production" if production else "development"
             env = self._send(f"create environment {name}", "POST", "/environments", body)
         self.caches.environments.put(name, (int(env["id"]), env.get("external_url")))
+
+    def retire_environment(self, environment: str) -> None:
+        """Stop the environment (GitLab lists it under *Stopped*); one that does not exist or is stopped
+        already is left as it is."""
+        found = self._get(f"look up environment {environment}", "/environments", {"name": environment}) or []
+        env = next((e for e in found if e.get("name") == environment), None)
+        if env is None or env.get("state") == "stopped":
+            return
+        self._send(f"stop environment {environment}", "POST", f"/environments/{int(env['id'])}/stop", {})
 
     def _set_external_url(self, name: str, environment_id: int, url: str) -> None:
         known = self.caches.environments.get(name)

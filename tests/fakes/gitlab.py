@@ -230,6 +230,7 @@ class Environment:
     tier: str
     external_url: str | None = None
     created_at: datetime = field(default_factory=utcnow)
+    state: str = "available"                     # available | stopping | stopped
 
 
 @dataclass
@@ -492,7 +493,7 @@ class GitLabApi:
                 "external_url": env.external_url, "created_at": iso(env.created_at),
                 "updated_at": iso(env.created_at)}
         if not basic:
-            body.update(tier=env.tier, state="available")
+            body.update(tier=env.tier, state=env.state)
         return body
 
     def deployment(self, deployment: Deployment) -> dict[str, Any]:
@@ -972,6 +973,13 @@ class GitLabApi:
             if ctx.body(name) is not None:
                 setattr(env, name, ctx.body(name))
         return Reply(200, self.environment(env))
+
+    @endpoint("POST", "/projects/{id}/environments/{environment_id}/stop")
+    def stop_environment(self, ctx: Ctx) -> Reply:
+        env = self._environment(ctx)
+        self._require(self._project(ctx), ctx, DEVELOPER)
+        env.state = "stopped"                    # no on_stop job here: GitLab stops it at once
+        return Reply(201, self.environment(env))
 
     def _environment(self, ctx: Ctx) -> Environment:
         project = self._project(ctx)
