@@ -1012,6 +1012,7 @@ class GitLabApi:
         if env is None:
             env = Environment(self.s.next_id(), project.id, name, _tier(name))
             self.s.environments[env.id] = env
+        env.state = "available"                  # a deployment to a stopped environment starts it again
         now = self.s.tick()
         deployment = Deployment(self.s.next_id(), self.s.next_iid("deployment", project.id), project.id, env.id, sha,
                                 ctx.body("ref"), bool(ctx.body("tag")), ctx.body("status"), user.id, now, now)
