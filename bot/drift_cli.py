@@ -51,8 +51,8 @@ def _registries(settings: Any) -> dict[str, Any]:
     return {name: MlflowRegistry(cfg) for name, cfg in settings.registries.items()}
 
 
-def _from_store(settings: Any, forge_repo: str) -> tuple[IsPinned, frozenset[tuple[str, str]]]:
-    """Pins and rollouts in progress of ``forge_repo``, read from the settings' store."""
+def _from_store(settings: Any, forge_repo: str) -> tuple[IsPinned, frozenset[tuple[str, str]], list[tuple[str, str]]]:
+    """Pins, rollouts in progress and the places deployed to of ``forge_repo``, from the settings' store."""
     from modelherd.drift_scan import store_rolling
     from modelherd.store import Store
 
@@ -60,12 +60,13 @@ def _from_store(settings: Any, forge_repo: str) -> tuple[IsPinned, frozenset[tup
     try:
         pins = {(p.model, p.environment) for p in store.pins(forge_repo)}
         rolling = store_rolling(store, forge_repo)
+        deployed = store.deployed_places(forge_repo)
     except Exception as exc:  # noqa: BLE001  # SQLAlchemy, driver and schema errors alike
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _user_error(f"cannot read the store ({first}); run `modelherd db upgrade`?") from None
     finally:
         store.dispose()
-    return (lambda repo, model, environment: (model, environment) in pins), rolling
+    return (lambda repo, model, environment: (model, environment) in pins), rolling, deployed
 
 
 def _either(first: IsPinned, second: IsPinned) -> IsPinned:
@@ -74,7 +75,7 @@ def _either(first: IsPinned, second: IsPinned) -> IsPinned:
 
 def run(repo: str, ref: str, settings: Any, *, registries: Mapping[str, Any] | None = None,
         is_pinned: IsPinned | None = None, rolling: frozenset[tuple[str, str]] = frozenset(),
-        forge_repo: str = "") -> DriftReport:
+        forge_repo: str = "", deployed: list[tuple[str, str]] | None = None) -> DriftReport:
     """Scan the local repository ``repo`` at ``ref`` against the settings' clusters."""
     from modelherd.forges.base import SourceError
     from modelherd.forges.localgit import LocalGit
@@ -88,7 +89,7 @@ def run(repo: str, ref: str, settings: Any, *, registries: Mapping[str, Any] | N
         raise _user_error(f"{ref}: {exc}") from None
     report = scan_repo(reader, sha, registries=registries, targets=Targets(settings, registries),
                        clusters=settings.clusters, is_pinned=is_pinned, heal=None, repo=forge_repo,
-                       rolling=rolling)
+                       rolling=rolling, deployed=deployed or ())
     report.ref = f"{ref} ({sha[:12]})" if ref != sha else sha[:12]
     return report
 
@@ -115,13 +116,13 @@ def command(ctx: click.Context, repo: str, ref: str, settings_path: str | None, 
         if pair.count("/") != 1 or not all(pair.split("/")):
             raise _user_error(f"--pinned {pair!r}: write MODEL/ENVIRONMENT")
     settings = _settings(settings_path)
-    is_pinned, rolling = pinned_pairs(pinned), frozenset()
+    is_pinned, rolling, deployed = pinned_pairs(pinned), frozenset(), []
     if forge_repo:
-        stored, rolling = _from_store(settings, forge_repo)
+        stored, rolling, deployed = _from_store(settings, forge_repo)
         is_pinned = _either(is_pinned, stored)
     registries = (ctx.obj or {}).get("registries") if isinstance(ctx.obj, dict) else None
     report = run(repo, ref, settings, registries=registries, is_pinned=is_pinned, rolling=rolling,
-                 forge_repo=forge_repo)
+                 forge_repo=forge_repo, deployed=deployed)
     if fmt == "json":
         click.echo(json.dumps(drift_to_dict(report), indent=2))
     else:

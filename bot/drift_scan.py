@@ -107,13 +107,16 @@ def _list_files(reader: RevisionReader, ref: str, folder: str) -> list[str]:
 def scan_repo(reader: RevisionReader, ref: str, *, registries: Mapping[str, Any], targets: TargetFactory,
               clusters: Mapping[str, Any], is_pinned: IsPinned | None = None, heal: Heal | None = None,
               now: datetime | str | None = None, repo: str = "",
-              rolling: Collection[tuple[str, str]] = ()) -> DriftReport:
+              rolling: Collection[tuple[str, str]] = (),
+              deployed: Collection[tuple[str, str]] = ()) -> DriftReport:
     """Compare every model/environment declared at ``ref`` with what serves (see the module notes).
 
     ``targets(kind, cluster)``: the target factory (:class:`modelherd.targets.factory.Targets`);
     ``clusters``: the server's clusters (``Settings.clusters`` or ``Settings.cluster_facts()``), for each
     cluster's target kind; ``is_pinned(repo, model, environment)``; ``heal(dep, version)`` starts a
-    ``self-heal`` rollout; ``rolling``: ``(model, environment)`` pairs with a rollout in progress.
+    ``self-heal`` rollout; ``rolling``: ``(model, environment)`` pairs with a rollout in progress;
+    ``deployed``: ``(cluster, namespace)`` places the store says this repository was deployed to (orphans
+    are looked for there too, besides the namespaces the manifests use).
     Raises :class:`~modelherd.forges.base.SourceError` only when ``ref`` itself cannot be read.
     """
     desired = read_desired(reader, ref)
@@ -134,16 +137,17 @@ def scan_repo(reader: RevisionReader, ref: str, *, registries: Mapping[str, Any]
             item = _heal(item, dep, scan.versions.get(dep.model), heal, report)
         _note_pin(report, dep, scan)
         report.items.append(item)
-    report.orphans = _orphans(desired, scan, repo)
+    report.orphans = _orphans(desired, scan, repo, deployed)
     return report
 
 
-def _orphans(desired: DesiredState, scan: _Scan, repo: str) -> OrphanReport:
+def _orphans(desired: DesiredState, scan: _Scan, repo: str, deployed: Collection[tuple[str, str]]) -> OrphanReport:
     """The orphans of ``repo``; none listed when part of what Git declares could not be read."""
     if desired.errors:
         return OrphanReport(not_listed=["a manifest or .modelherd.yaml could not be read, so what "
                                         "Git declares is not fully known"])
-    return scan_orphans(desired.deployments, targets=scan.targets, kind_of=scan.kind_of, repo=repo, down=scan.down)
+    return scan_orphans(desired.deployments, targets=scan.targets, kind_of=scan.kind_of, repo=repo, down=scan.down,
+                        deployed=deployed)
 
 
 class _Scan:

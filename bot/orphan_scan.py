@@ -5,7 +5,8 @@ namespace (the ``kubernetes`` target makes one list call per kind there, whateve
 and hands the objects to :func:`modelherd.orphans.find_orphans`. What cannot be listed is said in
 ``not_listed``, never raised: a target without :class:`~modelherd.targets.ListsManaged` (``mlflow-alias``:
 registry aliases carry no owner, so they are not listed), a cluster not configured here or found
-unreachable, a refused list call. Namespaces no manifest uses any more are not listed.
+unreachable, a refused list call. ``deployed``: places modelherd deployed this repository to before
+(from the store), so a model deleted with its own namespace is still looked for there.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ TargetFactory = Callable[[str, str], Any]
 
 
 def scan_orphans(deployments: Iterable[Deployment], *, targets: TargetFactory, kind_of: Callable[[str], str],
-                 repo: str, down: Mapping[str, str] | None = None) -> OrphanReport:
+                 repo: str, down: Mapping[str, str] | None = None,
+                 deployed: Iterable[Place] = ()) -> OrphanReport:
     """The orphans of ``repo`` in the namespaces its ``deployments`` use (see the module notes).
 
     ``targets(kind, cluster)`` builds a target; ``kind_of(cluster)`` names the cluster's target kind
     (raising :class:`LookupError` when it is not configured); ``down``: clusters already found
-    unreachable in this scan, with the reason, which are not asked again."""
+    unreachable in this scan, with the reason, which are not asked again; ``deployed``: further
+    ``(cluster, namespace)`` places this repository was deployed to."""
     deps = list(deployments)
     report = OrphanReport()
     if not repo:
@@ -38,7 +41,7 @@ def scan_orphans(deployments: Iterable[Deployment], *, targets: TargetFactory, k
         return report
     down = dict(down or {})
     live: dict[Place, list[dict[str, Any]]] = {}
-    for cluster, namespaces in _places(deps).items():
+    for cluster, namespaces in _places(deps, deployed).items():
         lister = _lister(cluster, targets, kind_of, down, report)
         if lister is None:
             continue
@@ -57,11 +60,11 @@ def scan_orphans(deployments: Iterable[Deployment], *, targets: TargetFactory, k
     return report
 
 
-def _places(deps: list[Deployment]) -> dict[str, list[str]]:
-    """The namespaces each cluster's deployments use, sorted."""
+def _places(deps: list[Deployment], deployed: Iterable[Place] = ()) -> dict[str, list[str]]:
+    """The namespaces each cluster's deployments use, and those deployed to before, sorted."""
     places: dict[str, set[str]] = {}
-    for dep in deps:
-        places.setdefault(dep.cluster, set()).add(dep.namespace)
+    for cluster, namespace in [*((dep.cluster, dep.namespace) for dep in deps), *deployed]:
+        places.setdefault(cluster, set()).add(namespace)
     return {cluster: sorted(places[cluster]) for cluster in sorted(places)}
 
 

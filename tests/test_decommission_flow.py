@@ -113,7 +113,7 @@ def test_prune_off_keeps_the_old_remove_by_hand_message(app):
     plan = app.comments(number)[0].body
     assert "prune is off for `production` in `.modelherd.yaml`: after merge, remove `fraud-detector` from " \
            "cluster `aws-eu-1` namespace `risk` by hand" in plan
-    app.merge(number)
+    merge_sha = app.merge(number)
     app.run_rollouts()
     assert set(decommissions(app)) == {"staging"}
     assert live_version(app.kube["aws-eu-1"]) == "2"                                      # left alone
@@ -121,6 +121,11 @@ def test_prune_off_keeps_the_old_remove_by_hand_message(app):
     note = next(c.body for c in app.comments(number) if "merged, rolling out" in c.body)
     assert "prune is off for production: deleting a deployment is not rolled out automatically: remove it " \
            "from the cluster by hand" in note
+    # ...and drift keeps reminding: no manifest uses namespace risk any more, but modelherd deployed there
+    app.deliver("push", app.push_payload(merge_sha))
+    app.work()
+    summary = app.check(merge_sha, "modelherd/drift").output["summary"]
+    assert "| InferenceService | risk/fraud-detector | aws-eu-1 | fraud-detector | production | 2 |" in summary
 
 
 def test_deletion_in_a_protected_environment_needs_its_approval(app):

@@ -77,6 +77,22 @@ def test_a_model_whose_manifest_was_removed_shows_as_orphaned(world: World) -> N
                                   "version": "1"}
 
 
+def test_a_model_removed_with_its_own_namespace_is_found_where_the_store_says_it_was(world: World) -> None:
+    """No manifest uses the namespace any more; the store's rollouts say modelherd deployed there."""
+    manifest = FRAUD.replace("  name: fraud-detector\n", "  name: fraud-alone\n", 1)
+    manifest = manifest.replace("namespace: risk-staging", "namespace: alone-staging").replace(
+        "namespace: risk", "namespace: alone")
+    (world.repo / "models/fraud-alone.yaml").write_text(manifest)
+    git(world.repo, "add", "-A")
+    git(world.repo, "commit", "-qm", "add fraud-alone")
+    deploy_all(world)
+    remove_model(world, "fraud-alone")
+    assert orphans(world) == []                               # its namespaces are in no manifest now
+    assert orphans(world, deployed=[("aws-eu-1", "alone"), ("onprem-a", "alone-staging")]) == [
+        ("aws-eu-1", "InferenceService", "alone", "fraud-alone"),
+        ("onprem-a", "InferenceService", "alone-staging", "fraud-alone")]
+
+
 def test_objects_of_another_repository_and_hand_made_ones_are_not_orphans(world: World) -> None:
     add_model(world, "fraud-other")
     deploy_all(world)

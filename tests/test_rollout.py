@@ -417,6 +417,16 @@ def test_cancel_a_pending_rollout(rig: Rig) -> None:
 # -- history -------------------------------------------------------------------------------------------
 
 
+def test_store_knows_every_place_a_repository_was_deployed_to(rig: Rig, store: Store) -> None:
+    """Drift looks for orphans there too, also where no manifest points any more."""
+    rig.drive(rig.start(deployment("churn")))
+    moved = deployment("churn").model_copy(update={"namespace": "ml-v2", "cluster": "onprem-2"})
+    rig.drive(rig.start(moved, to=3, frm=2))                      # the manifest moved it elsewhere
+    rig.drive(rig.start(deployment("fraud", env="production")))
+    assert store.deployed_places(REPO) == [("onprem-1", "ml"), ("onprem-2", "ml-v2")]
+    assert store.deployed_places("someone/else") == []
+
+
 def test_history_records_who_what_and_timings(rig: Rig) -> None:
     ok = rig.drive(rig.start(deployment(canary=[10, 100], verify="1m"))).id
     rig.target.fail.add(("3", 100))

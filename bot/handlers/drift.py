@@ -40,6 +40,7 @@ def scan_and_report(forge: Forge, sha: str, *, store: Any, registries: Mapping[s
     """Scan ``sha`` of the default branch, heal where asked, and report the drift check on it."""
     report = scan_repo(forge.reader(), sha, registries=registries, targets=targets, clusters=clusters,
                        is_pinned=store_pins(store), repo=forge.repo, rolling=store_rolling(store, forge.repo),
+                       deployed=store.deployed_places(forge.repo),
                        heal=rollout_healer(store, repo=forge.repo, kind_of=targets.kind_of,
                                            enqueue=queue.enqueue_rollout, sha=sha),
                        now=clock())

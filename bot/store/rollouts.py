@@ -308,6 +308,14 @@ class RolloutsRepo:
         with self._tx() as s:
             return [RolloutRecord.of(r) for r in s.execute(query).scalars()]
 
+    def deployed_places(self, repo: str) -> list[tuple[str, str]]:
+        """Every (cluster, namespace) ``repo`` was ever deployed to, including places its manifests no
+        longer name (drift lists orphans there too). One query, as many rows as distinct places."""
+        namespace = Rollout.spec["namespace"].as_string()
+        with self._tx() as s:
+            rows = s.execute(select(Rollout.cluster, namespace).where(Rollout.repo == repo).distinct()).all()
+        return sorted((cluster, ns) for cluster, ns in rows if ns)
+
     def open_rollouts_before(self, record: RolloutRecord) -> list[RolloutRecord]:
         """Unfinished rollouts of the same key created before ``record`` (what it queues behind)."""
         with self._tx() as s:
