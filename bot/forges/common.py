@@ -71,6 +71,24 @@ def read_cached(cache: LruCache, ref: str, paths: list[str],
     return result
 
 
+def changed_files_cached(cr: Any, head: str, cache: LruCache, list_files: Callable[[], list[str]],
+                         refuse: Callable[[str], Exception], forge: str, noun: str, sign: str) -> list[str]:
+    """The paths change request ``cr`` touches, listed once per (number, base, head) through
+    ``list_files()``. ``head`` must be the request's head (SHA or branch) or, once merged, its merge
+    commit; else ``refuse(message)`` is raised, as it is when the reader has no change request."""
+    if cr is None:
+        raise refuse(f"{forge}: this reader has no {noun}: it reads contents only")
+    if head not in (cr.head_sha, cr.head_ref) and (cr.merge_sha is None or head != cr.merge_sha):
+        raise refuse(f"{forge}: {noun} {sign}{cr.number} is at {cr.head_sha[:12]}, not {head[:12]}: "
+                     f"read the {noun} again")
+    key = (cr.number, cr.base_sha, cr.head_sha)
+    cached = cache.get(key)
+    if cached is None:
+        cached = list_files()
+        cache.put(key, cached)
+    return list(cached)
+
+
 def clip(text: str, limit: int, what: str = "text") -> str:
     """``text`` cut to ``limit`` characters, ending with a note saying so when it was cut."""
     if len(text) <= limit:

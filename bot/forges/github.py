@@ -52,7 +52,9 @@ from modelherd.forges.base import (
     NothingToRevert,
     SourceError,
 )
-from modelherd.forges.common import LruCache, clip, defuse_mentions, git_blob_sha, is_sha, read_cached
+from modelherd.forges.common import (
+    LruCache, changed_files_cached, clip, defuse_mentions, git_blob_sha, is_sha, read_cached,
+)
 
 FILES_API_CAP = 3000             # GitHub lists at most 3000 files of a pull request
 ANNOTATIONS_PER_REQUEST = 50     # and takes at most 50 annotations per check-run request
@@ -618,18 +620,8 @@ class GitHubReader:
 
         ``head`` is the PR's head, or for a merged PR its merge commit (what the base branch now holds).
         """
-        cr = self.cr
-        if cr is None:
-            raise GitHubError(None, "this reader has no pull request: it reads contents only")
-        if head not in (cr.head_sha, cr.head_ref) and (cr.merge_sha is None or head != cr.merge_sha):
-            raise GitHubError(None, f"GitHub: pull request #{cr.number} is at {cr.head_sha[:12]}, not {head[:12]}: "
-                                    "read the pull request again")
-        key = (cr.number, cr.base_sha, cr.head_sha)
-        cached = self._caches.pull_files.get(key)
-        if cached is None:
-            cached = self._list_pull_files()
-            self._caches.pull_files.put(key, cached)
-        return list(cached)
+        return changed_files_cached(self.cr, head, self._caches.pull_files, self._list_pull_files,
+                                    lambda message: GitHubError(None, message), "GitHub", "pull request", "#")
 
     def _list_pull_files(self) -> list[str]:
         number = self.cr.number

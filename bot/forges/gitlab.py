@@ -78,7 +78,9 @@ from modelherd.forges.base import (
     NothingToRevert,
     SourceError,
 )
-from modelherd.forges.common import LruCache, clip, defuse_mentions, git_blob_sha, is_sha, read_cached
+from modelherd.forges.common import (
+    LruCache, changed_files_cached, clip, defuse_mentions, git_blob_sha, is_sha, read_cached,
+)
 from modelherd.pacing import Pacer, RateLimited
 
 log = logging.getLogger(__name__)
@@ -762,18 +764,8 @@ class GitLabReader:
 
         ``head`` is the MR's head, or for a merged MR the commit the merge left on the target.
         """
-        cr = self.cr
-        if cr is None:
-            raise GitLabError(None, "GitLab: this reader has no merge request: it reads contents only")
-        if head not in (cr.head_sha, cr.head_ref) and (cr.merge_sha is None or head != cr.merge_sha):
-            raise GitLabError(None, f"GitLab: merge request !{cr.number} is at {cr.head_sha[:12]}, not "
-                                    f"{head[:12]}: read the merge request again")
-        key = (cr.number, cr.base_sha, cr.head_sha)
-        cached = self._caches.mr_files.get(key)
-        if cached is None:
-            cached = self._list_changes()
-            self._caches.mr_files.put(key, cached)
-        return list(cached)
+        return changed_files_cached(self.cr, head, self._caches.mr_files, self._list_changes,
+                                    lambda message: GitLabError(None, message), "GitLab", "merge request", "!")
 
     def _list_changes(self) -> list[str]:
         """Old and new paths of every diff (``…/diffs``, paginated; ``…/changes`` before GitLab 15.7)."""
