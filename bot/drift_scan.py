@@ -38,7 +38,7 @@ from modelherd.loading import load_files
 from modelherd.manifest import Deployment, ModelRef, effective
 from modelherd.orphan_scan import scan_orphans
 from modelherd.orphans import OrphanReport
-from modelherd.registry import ModelVersionInfo, RegistryError, VersionNotFound
+from modelherd.registry import CachedResolver, ModelVersionInfo, RegistryError, VersionNotFound
 from modelherd.render import RenderError, render
 from modelherd.repoconfig import CONFIG_FILE, RepoConfig, parse_config
 from modelherd.targets import Target, TargetError
@@ -134,7 +134,7 @@ def scan_repo(reader: RevisionReader, ref: str, *, registries: Mapping[str, Any]
         if item.kind != "unknown":
             report.checked += 1
         if item.drifted and heal is not None and _self_heals(desired.config, dep.environment):
-            item = _heal(item, dep, scan.versions.get(dep.model), heal, report)
+            item = _heal(item, dep, scan.versions.known(dep.model), heal, report)
         _note_pin(report, dep, scan)
         report.items.append(item)
     report.orphans = _orphans(desired, scan, repo, deployed)
@@ -155,25 +155,16 @@ class _Scan:
 
     def __init__(self, registries: Mapping[str, Any], targets: TargetFactory, clusters: Mapping[str, Any]):
         self.registries, self.targets, self.clusters = registries, targets, clusters
-        self.versions: dict[ModelRef, ModelVersionInfo] = {}
-        self.failures: dict[Any, str] = {}
+        self.versions = CachedResolver(registries)
         self.down: dict[str, str] = {}
         self.pinned: set[tuple[str, str]] = set()
 
     def resolve(self, ref: ModelRef) -> ModelVersionInfo:
         """The version ``ref`` names, asked once per scan; raises :class:`LookupError` with the reason."""
-        if ref in self.failures:
-            raise LookupError(self.failures[ref])
-        if ref not in self.versions:
-            registry = self.registries.get(ref.registry)
-            try:
-                if registry is None:
-                    raise VersionNotFound(f"registry {ref.registry!r} is not configured on this server")
-                self.versions[ref] = registry.resolve(ref.name, version=ref.version, alias=ref.alias)
-            except (RegistryError, VersionNotFound) as exc:
-                self.failures[ref] = f"registry: {ref.name} {ref.reference}: {_one_line(exc)}"
-                raise LookupError(self.failures[ref]) from exc
-        return self.versions[ref]
+        try:
+            return self.versions(ref)
+        except (RegistryError, VersionNotFound) as exc:
+            raise LookupError(f"registry: {ref.name} {ref.reference}: {_one_line(exc)}") from exc
 
     def kind_of(self, cluster: str) -> str:
         """The target kind serving ``cluster``; raises :class:`LookupError` when it is not configured."""

@@ -23,9 +23,9 @@ from modelherd.checks.policy import PolicyEngine, PolicyError, default_modules, 
 from modelherd.forges.base import RevisionReader
 from modelherd.loading import load_files
 from modelherd.locate import locator
-from modelherd.manifest import Deployment, ModelRef
+from modelherd.manifest import Deployment
 from modelherd.plan import Action, ApprovalRequirement, Change, ChangeReport, Plan, changes
-from modelherd.registry import ModelVersionInfo, Registry, RegistryError, VersionNotFound
+from modelherd.registry import CachedResolver, ModelVersionInfo, Registry, RegistryError, VersionNotFound
 from modelherd.render import render
 from modelherd.repoconfig import CONFIG_FILE, RepoConfig, parse_config
 from modelherd.yamldiff import diff
@@ -68,30 +68,7 @@ def read_repo_policies(source: RevisionReader, ref: str, config: RepoConfig) -> 
     return [(p, raw.decode("utf-8", errors="replace")) for p, raw in found.items() if raw is not None]
 
 
-class _Resolver:
-    """Registry look-ups for one plan, each asked once."""
-
-    def __init__(self, registries: Mapping[str, Registry]):
-        self.registries = registries
-        self.cache: dict[tuple, ModelVersionInfo | Exception] = {}
-
-    def __call__(self, ref: ModelRef) -> ModelVersionInfo:
-        key = (ref.registry, ref.name, ref.version, ref.alias)
-        if key not in self.cache:
-            registry = self.registries.get(ref.registry)
-            try:
-                if registry is None:
-                    raise VersionNotFound(f"registry {ref.registry!r} is not configured on this server")
-                self.cache[key] = registry.resolve(ref.name, version=ref.version, alias=ref.alias)
-            except (RegistryError, VersionNotFound) as exc:
-                self.cache[key] = exc
-        value = self.cache[key]
-        if isinstance(value, Exception):
-            raise value
-        return value
-
-
-def _registry_facts(report: ChangeReport, resolve: _Resolver, locate) -> None:
+def _registry_facts(report: ChangeReport, resolve: CachedResolver, locate) -> None:
     change = report.change
     if change.head is not None:
         try:
@@ -199,7 +176,7 @@ def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext, *
                if lm.file in head_side.broken_files and lm.manifest.metadata.name not in head_by_name}
     before = [lm for lm in base_side.manifests if lm.manifest.metadata.name not in unknown]
     reports = [ChangeReport(c) for c in changes(before, head_side.manifests, order=config.order)]
-    resolve = _Resolver(ctx.registries)
+    resolve = CachedResolver(ctx.registries)
     live = [r for r in reports if r.change.action is not Action.NOOP]
 
     for report in live:

@@ -6,8 +6,9 @@ hands them to the pure checks and renderers as plain data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class RegistryError(Exception):
@@ -58,3 +59,33 @@ class Registry(Protocol):
         :class:`RegistryError` when the registry cannot be asked.
         """
         ...
+
+
+class CachedResolver:
+    """Registry look-ups for one plan or one scan, each asked once: ``resolver(ref)`` returns the version
+    a manifest's ``model`` reference names, or raises the same :class:`VersionNotFound` /
+    :class:`RegistryError` again (a registry not configured here is a :class:`VersionNotFound`)."""
+
+    def __init__(self, registries: Mapping[str, Registry]):
+        self.registries = registries
+        self._cache: dict[tuple, ModelVersionInfo | Exception] = {}
+
+    def __call__(self, ref: Any) -> ModelVersionInfo:
+        key = (ref.registry, ref.name, ref.version, ref.alias)
+        if key not in self._cache:
+            registry = self.registries.get(ref.registry)
+            try:
+                if registry is None:
+                    raise VersionNotFound(f"registry {ref.registry!r} is not configured on this server")
+                self._cache[key] = registry.resolve(ref.name, version=ref.version, alias=ref.alias)
+            except (RegistryError, VersionNotFound) as exc:
+                self._cache[key] = exc
+        value = self._cache[key]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def known(self, ref: Any) -> ModelVersionInfo | None:
+        """The version already resolved for ``ref``, without asking (None when not, or when it failed)."""
+        value = self._cache.get((ref.registry, ref.name, ref.version, ref.alias))
+        return None if isinstance(value, Exception) else value
