@@ -154,7 +154,7 @@ class _Scan:
     """Look-ups shared by one scan: versions per model reference, targets per cluster, dead clusters."""
 
     def __init__(self, registries: Mapping[str, Any], targets: TargetFactory, clusters: Mapping[str, Any]):
-        self.registries, self.targets, self.clusters = registries, targets, clusters
+        self.targets, self.clusters = targets, clusters
         self.versions = CachedResolver(registries)
         self.down: dict[str, str] = {}
         self.pinned: set[tuple[str, str]] = set()
