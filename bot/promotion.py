@@ -28,15 +28,17 @@ class Started:
 BY_HAND = "deleting a deployment is not rolled out automatically: remove it from the cluster by hand"
 
 
-def skip_reason(report: ChangeReport, *, prune: bool = False) -> str | None:
+def skip_reason(report: ChangeReport, *, prunes: bool = True, after_merge: bool = False) -> str | None:
     """Why a change cannot be rolled out automatically, or None.
 
-    ``prune``: a deleted deployment is decommissioned (after a merge, when the environment prunes)."""
+    A deleted deployment is decommissioned only ``after_merge`` and where its environment ``prunes``."""
     if report.change.action is Action.NOOP:
         return "no change"
     if report.change.action is Action.DELETE:
-        if not prune:
-            return BY_HAND
+        if not prunes:
+            return f"prune is off for {report.change.environment}: {BY_HAND}"
+        if not after_merge:
+            return "a deleted deployment is removed after merge, not before"
         if report.blocked:
             return "its plan is blocked (see the plan's findings): remove it from the cluster by hand or fix the plan"
         return None
@@ -62,10 +64,7 @@ def start_for_plan(plan: Plan, *, store, kind_of: Callable[[str], str], enqueue:
         if wanted is not None and change.environment not in wanted:
             continue
         prunes = plan.config.prunes(change.environment) if plan.config is not None else True
-        reason = skip_reason(report, prune=decommission and prunes)
-        if reason == BY_HAND:
-            reason = (f"prune is off for {change.environment}: {BY_HAND}" if not prunes else
-                      "a deleted deployment is removed after merge, not before")
+        reason = skip_reason(report, prunes=prunes, after_merge=decommission)
         if reason is None:
             try:
                 kind = kind_of(change.deployment.cluster)
