@@ -11,12 +11,11 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-
+from modelherd.clock import monotonic
 from modelherd.loading import load_manifests
 from modelherd.manifest import ModelDeployment
 from modelherd.registry.memory import InMemoryRegistry
@@ -32,8 +31,8 @@ def emit(**figure) -> None:
 def rate(fn: Callable[[], object], seconds: float = 1.5) -> float:
     """Calls per second of ``fn`` over about ``seconds``."""
     fn()
-    calls, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < seconds:
+    calls, started = 0, monotonic()
+    while (elapsed := monotonic() - started) < seconds:
         fn()
         calls += 1
     return calls / elapsed
@@ -77,7 +76,6 @@ def _policy_inputs(n: int) -> list[dict]:
 
 def bench_policies() -> None:
     import regopy
-
     from modelherd.checks.policy import PolicyEngine, default_modules
 
     engine = PolicyEngine(default_modules(), {})
@@ -132,9 +130,9 @@ def _plan_seconds(repo: Path, runs: int = 7) -> float:
     base, head = source.resolve("main"), source.resolve("change")
     times = []
     for _ in range(runs):
-        started = time.perf_counter()
+        started = monotonic()
         plan = build_plan(source, base, head, ctx)
-        times.append(time.perf_counter() - started)
+        times.append(monotonic() - started)
         assert len(plan.files) == 1
     return statistics.median(times)
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-
 from modelherd.checks import Finding, Severity
+from modelherd.clock import parse_rfc3339, rfc3339, utcnow
 
 FORMATS = ("text", "json", "github")
 
@@ -132,18 +131,18 @@ def schema() -> None:
 
 # ---------------------------------------------------------------- plan
 def _now(value: str | None) -> str:
-    if value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).isoformat().replace("+00:00", "Z")
-        except ValueError:
-            raise UserError(f"--now {value!r} is not an RFC 3339 time") from None
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    """``--now`` as RFC 3339 UTC (the real clock when not given)."""
+    if not value:
+        return rfc3339(utcnow())
+    try:
+        return rfc3339(parse_rfc3339(value))
+    except ValueError:
+        raise UserError(f"--now {value!r} is not an RFC 3339 time") from None
 
 
 def _settings(path: str | None):
-    from pydantic import ValidationError
-
     from modelherd.settings import load_settings
+    from pydantic import ValidationError
 
     try:
         return load_settings(path)
@@ -172,12 +171,12 @@ def plan(repo: str, base: str, head: str, fmt: str, settings_path: str | None, n
 
     Exit status: 0 when the change may deploy, 1 when a check fails, 2 when a check could not run.
     """
+    from modelherd.checks import Conclusion
     from modelherd.comment import render_plan
     from modelherd.forges.base import SourceError
     from modelherd.forges.localgit import LocalGit
     from modelherd.plan import plan_to_dict
     from modelherd.planner import PlanContext, build_plan
-    from modelherd.checks import Conclusion
 
     settings = _settings(settings_path)
     ctx = PlanContext(registries=_registries(settings), clusters=settings.cluster_facts(), now=_now(now))
@@ -216,7 +215,11 @@ def _rego_files(root: Path, entries: list[str]) -> tuple[list[tuple[str, str]], 
 @click.option("--bundle", is_flag=True, help="Run the tests of modelherd's default bundle instead.")
 def policy_test(repo: str, bundle: bool) -> None:
     """Run the *_test.rego files of a repository (its .modelherd.yaml policy paths), like `opa test`."""
-    from modelherd.checks.policy import default_modules, default_test_modules, run_policy_tests
+    from modelherd.checks.policy import (
+        default_modules,
+        default_test_modules,
+        run_policy_tests,
+    )
     from modelherd.repoconfig import CONFIG_FILE, parse_config
 
     root = Path(repo)

@@ -39,7 +39,7 @@ STEPS = [0]
 def start_decommission(store: Store, *, repo: str, dep: Deployment, current: ModelVersionInfo | None,
                        trigger: str, actor: str | None, pr: int | None = None, sha: str | None = None,
                        after_id: int | None = None, target: str = "kubernetes", reason: str | None = None,
-                       clock: Clock | None = None) -> int:
+                       clock: Clock) -> int:
     """Record a pending decommission of ``dep`` (the base side of a deleted manifest); its id.
 
     ``current`` is what serves there now (the base manifest's version); when the registry does not know
@@ -60,7 +60,7 @@ def start_decommission(store: Store, *, repo: str, dep: Deployment, current: Mod
         steps=list(STEPS), verify_seconds=0, step_timeout_seconds=parse_duration(dep.rollout.timeout),
         after_id=after_id, reason=reason or "its manifest was deleted", action=DECOMMISSION,
         notes=[f"decommission: remove {dep.name} from {dep.cluster} namespace {dep.namespace}"])
-    return store.create_rollout(new, now=(clock or store.now)()).id
+    return store.create_rollout(new, now=clock()).id
 
 
 def where(record: RolloutRecord) -> str:

@@ -23,13 +23,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
+from modelherd.clock import utcnow
 from modelherd.drift import DriftReport, drift_markdown, drift_to_dict
 from modelherd.drift_scan import IsPinned, pinned_pairs, scan_repo
 
 
 def _user_error(message: str) -> click.ClickException:
     """A one-line error with exit status 2 (the main group's :class:`~modelherd.cli.UserError`)."""
-    from modelherd.cli import UserError  # imported late: the main group imports this module
+    from modelherd.cli import (
+        UserError,  # imported late: the main group imports this module
+    )
 
     return UserError(message)
 
@@ -89,7 +92,7 @@ def run(repo: str, ref: str, settings: Any, *, registries: Mapping[str, Any] | N
         raise _user_error(f"{ref}: {exc}") from None
     report = scan_repo(reader, sha, registries=registries, targets=Targets(settings, registries),
                        clusters=settings.clusters, is_pinned=is_pinned, heal=None, repo=forge_repo,
-                       rolling=rolling, deployed=deployed or ())
+                       rolling=rolling, deployed=deployed or (), now=utcnow())
     report.ref = f"{ref} ({sha[:12]})" if ref != sha else sha[:12]
     return report
 

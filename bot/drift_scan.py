@@ -28,17 +28,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from modelherd.checks import Severity
-from modelherd.drift import ALIAS_KIND, DriftItem, DriftReport, Skipped, compare, object_version
+from modelherd.clock import rfc3339
+from modelherd.drift import (
+    ALIAS_KIND,
+    DriftItem,
+    DriftReport,
+    Skipped,
+    compare,
+    object_version,
+)
 from modelherd.forges.base import RevisionReader, SourceError
 from modelherd.loading import load_files
 from modelherd.manifest import Deployment, ModelRef, effective
 from modelherd.orphan_scan import scan_orphans
 from modelherd.orphans import OrphanReport
-from modelherd.registry import CachedResolver, ModelVersionInfo, RegistryError, VersionNotFound
+from modelherd.registry import (
+    CachedResolver,
+    ModelVersionInfo,
+    RegistryError,
+    VersionNotFound,
+)
 from modelherd.render import RenderError, render
 from modelherd.repoconfig import CONFIG_FILE, RepoConfig, parse_config
 from modelherd.targets import Target, TargetError
@@ -106,7 +119,7 @@ def _list_files(reader: RevisionReader, ref: str, folder: str) -> list[str]:
 
 def scan_repo(reader: RevisionReader, ref: str, *, registries: Mapping[str, Any], targets: TargetFactory,
               clusters: Mapping[str, Any], is_pinned: IsPinned | None = None, heal: Heal | None = None,
-              now: datetime | str | None = None, repo: str = "",
+              now: datetime | str, repo: str = "",
               rolling: Collection[tuple[str, str]] = (),
               deployed: Collection[tuple[str, str]] = ()) -> DriftReport:
     """Compare every model/environment declared at ``ref`` with what serves (see the module notes).
@@ -243,11 +256,8 @@ def _note_pin(report: DriftReport, dep: Deployment, scan: _Scan) -> None:
         report.pinned.append((dep.name, dep.environment))
 
 
-def _timestamp(now: datetime | str | None) -> str:
-    if isinstance(now, str):
-        return now
-    at = now or datetime.now(UTC)
-    return at.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def _timestamp(now: datetime | str) -> str:
+    return now if isinstance(now, str) else rfc3339(now)
 
 
 def _one_line(exc: BaseException | str) -> str:

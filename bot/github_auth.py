@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import email.utils
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -35,7 +34,7 @@ from github.GithubException import RateLimitExceededExceedsMaxWait
 from github.GithubObject import is_undefined
 from github.GithubRetry import GithubRetry
 from github.Requester import Requester
-
+from modelherd.clock import epoch, utcnow
 from modelherd.pacing import Pacer, RateLimited
 from modelherd.settings import GitHubSettings
 
@@ -66,7 +65,7 @@ class TokenCache:
         """The cached token for ``key``, or a fresh one from ``mint()`` when near its expiry."""
         with self._lock(key):
             cached = self._tokens.get(key)
-            if cached is None or cached[1] - self.margin <= datetime.now(timezone.utc):
+            if cached is None or cached[1] - self.margin <= utcnow():
                 cached = mint()
                 self._tokens[key] = cached
                 self.minted += 1
@@ -116,7 +115,7 @@ def rate_limit_wait(status: int, headers: Any, now: float | None = None) -> floa
     ``Retry-After`` (seconds or an HTTP date) on any status; for 403/429 with
     ``X-RateLimit-Remaining: 0``, until ``X-RateLimit-Reset`` (+1 s: the reset second is not exact).
     """
-    now = time.time() if now is None else now
+    now = epoch() if now is None else now
     retry_after = headers.get("Retry-After")
     if retry_after:
         if retry_after.strip().isdigit():
@@ -189,7 +188,7 @@ class PoliteRetry(GithubRetry):
         if self.pacer is not None:
             self.pacer.hold(self.pace_key, wait)
         if wait > self.max_wait or self.waited + wait > self.max_total_wait:
-            raise RateLimited(time.time() + wait, what)
+            raise RateLimited(epoch() + wait, what)
 
 
 def _path(url: str | None) -> str:

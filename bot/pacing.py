@@ -25,16 +25,16 @@ queue runs it again at :attr:`RateLimited.retry_at`.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-
+from modelherd.clock import epoch, monotonic, sleep
 from modelherd.forges.base import SourceError
 from modelherd.store.db import Base
+from sqlalchemy.engine import Engine
 
 WRITE, READ = "w", "r"
 
@@ -43,15 +43,15 @@ class RateLimited(SourceError):
     """The forge asked us to wait longer than a job should sleep; run the job again at ``retry_at``."""
 
     def __init__(self, retry_at: float, reason: str):
-        super().__init__(f"{reason}; retry after {time.strftime('%H:%M:%S', time.gmtime(retry_at))} UTC "
-                         f"(in {max(0.0, retry_at - time.time()):.0f} s)")
+        super().__init__(f"{reason}; retry after {datetime.fromtimestamp(retry_at, UTC).strftime('%H:%M:%S')} UTC "
+                         f"(in {max(0.0, retry_at - epoch()):.0f} s)")
         self.retry_at = retry_at          # epoch seconds
         self.reason = reason
 
     @property
     def retry_in(self) -> float:
         """Seconds from now until the forge will answer again."""
-        return max(0.0, self.retry_at - time.time())
+        return max(0.0, self.retry_at - epoch())
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class Pacer(Protocol):
 class _SlotPacer:
     """The blocking part every pacer shares: ask the backend how long to wait, then sleep that long."""
 
-    def __init__(self, policy: PacingPolicy | None = None, *, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, policy: PacingPolicy | None = None, *, sleep: Callable[[float], None] = sleep):
         self.policy = policy or PacingPolicy()
         self._sleep = sleep
         self.waited = 0.0           # seconds this process spent waiting (for tests and metrics)
@@ -116,8 +116,8 @@ class _SlotPacer:
 class LocalPacer(_SlotPacer):
     """Slots in a dict of this process (threads share it); for tests and single-process setups."""
 
-    def __init__(self, policy: PacingPolicy | None = None, *, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, policy: PacingPolicy | None = None, *, sleep: Callable[[float], None] = sleep,
+                 clock: Callable[[], float] = monotonic):
         super().__init__(policy, sleep=sleep)
         self._clock = clock
         self._next: dict[tuple[str, str], float] = {}
@@ -164,7 +164,7 @@ class RedisPacer(_SlotPacer):
     """Slots in Redis keys ``<prefix><key>:<lane>``, moved atomically by Lua on Redis's clock."""
 
     def __init__(self, client, policy: PacingPolicy | None = None, *, prefix: str = "modelherd:pace:",
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = sleep):
         super().__init__(policy, sleep=sleep)
         self.client, self.prefix = client, prefix
         self._reserve_script = client.register_script(_RESERVE_LUA)
@@ -216,7 +216,7 @@ class SqlPacer(_SlotPacer):
     """
 
     def __init__(self, engine: Engine, policy: PacingPolicy | None = None, *,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = sleep):
         super().__init__(policy, sleep=sleep)
         dialect = engine.dialect.name
         if dialect not in _SQL_NOW:

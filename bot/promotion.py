@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from modelherd.clock import Clock
 from modelherd.decommission import start_decommission
 from modelherd.plan import Action, ChangeReport, Plan
 from modelherd.rollout import start_rollout
@@ -51,7 +52,7 @@ def skip_reason(report: ChangeReport, *, prunes: bool = True, after_merge: bool 
 
 def start_for_plan(plan: Plan, *, store, kind_of: Callable[[str], str], enqueue: Callable[[int], None],
                    repo: str, actor: str, pr: int | None, sha: str, trigger: str,
-                   environments: Iterable[str] | None = None, decommission: bool = False) -> Started:
+                   clock: Clock, environments: Iterable[str] | None = None, decommission: bool = False) -> Started:
     """Start (and enqueue) the rollouts of ``plan``'s changes in ``environments`` (default: all).
 
     ``decommission``: deleted deployments are removed where the repo config prunes (after a merge)."""
@@ -77,11 +78,11 @@ def start_for_plan(plan: Plan, *, store, kind_of: Callable[[str], str], enqueue:
         if change.action is Action.DELETE:
             rollout_id = start_decommission(store, repo=repo, dep=change.base, current=report.current,
                                             trigger=trigger, actor=actor, pr=pr, sha=sha,
-                                            after_id=previous.get(change.name), target=kind)
+                                            after_id=previous.get(change.name), target=kind, clock=clock)
         else:
             rollout_id = start_rollout(store, repo=repo, dep=change.head, candidate=report.candidate,
                                        stable=report.current, trigger=trigger, actor=actor, pr=pr, sha=sha,
-                                       after_id=previous.get(change.name), target=kind)
+                                       after_id=previous.get(change.name), target=kind, clock=clock)
         previous[change.name] = rollout_id
         started.rollouts.append((report, rollout_id))
         enqueue(rollout_id)

@@ -21,10 +21,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
+from modelherd.clock import rfc3339, utcnow
 
 WORKDIR = Path(".modelherd-quickstart")
 BRANCH = "bump-models"
@@ -63,7 +64,6 @@ def examples_dir() -> Path:
 def seed_registry(tracking_uri: str) -> None:
     """Register the example versions through MLflow's own client."""
     from mlflow.tracking import MlflowClient
-
     from modelherd.registry.mlflow import register_version
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -112,7 +112,7 @@ def run(workdir: Path = WORKDIR) -> int:
     settings = load_settings(str(examples / "settings.yaml"))
     registry = MlflowRegistry(MlflowRegistryConfig(tracking_uri=tracking_uri))
     ctx = PlanContext(registries={"mlflow": registry}, clusters=settings.cluster_facts(),
-                      now=datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+                      now=rfc3339(utcnow()),
                       pr={"number": 1, "author": "alice", "title": "Bump fraud-detector and churn-model",
                           "base_ref": "main", "head_sha": None, "labels": []})
     source = LocalGit(repo)
@@ -128,7 +128,7 @@ class SimulatedClock:
     """Real time, moved forward by the demo instead of waiting (verification periods)."""
 
     def __init__(self) -> None:
-        self.now = datetime.now(UTC)
+        self.now = utcnow()
 
     def __call__(self) -> datetime:
         return self.now
@@ -180,7 +180,7 @@ def rollout_demo(plan, workdir: Path, registry, settings, sha: str) -> None:
     targets = Targets(settings, {"mlflow": registry})
     click.echo("\n---\n\n## After the merge: the passing change rolls out (mlflow-alias target)\n")
     started = start_for_plan(plan, store=store, kind_of=targets.kind_of, enqueue=lambda _id: None,
-                             repo="quickstart/models", actor="alice", pr=1, sha=sha, trigger="merge")
+                             repo="quickstart/models", actor="alice", pr=1, sha=sha, trigger="merge", clock=clock)
     for report, reason in started.skipped:
         click.echo(f"- not deployed: {report.change.name} in {report.change.environment}: {reason}")
     run_to_end(store, [rid for _, rid in started.rollouts], targets, {"mlflow": registry}, clock)
@@ -193,7 +193,7 @@ def rollout_demo(plan, workdir: Path, registry, settings, sha: str) -> None:
     click.echo("\n## `/rollback production`: back to v1 at once\n")
     rollback_id = rollback_to(store, repo="quickstart/models", dep=report.change.head, version=report.current,
                               current=report.candidate, actor="alice", pr=1, sha=sha, target="mlflow-alias",
-                              reason="/rollback by alice on #1")
+                              reason="/rollback by alice on #1", clock=clock)
     run_to_end(store, [rollback_id], targets, {"mlflow": registry}, clock)
     served = registry.resolve("fraud-detector", alias="production")
     rejected = registry.resolve("fraud-detector", version=2).tags.get("modelherd.rejected", "")

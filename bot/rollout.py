@@ -182,7 +182,7 @@ def plan_steps(dep: Deployment, *, target: str, stable: ModelVersionInfo | None)
 def start_rollout(store: Store, *, repo: str, dep: Deployment, candidate: ModelVersionInfo,
                   stable: ModelVersionInfo | None, trigger: str, actor: str | None, pr: int | None = None,
                   sha: str | None = None, after_id: int | None = None, target: str = "kubernetes",
-                  reason: str | None = None, clock: Clock | None = None) -> int:
+                  reason: str | None = None, clock: Clock) -> int:
     """Record a pending rollout of ``candidate`` (replacing ``stable``, None for a create); its id.
 
     Steps come from ``dep.rollout`` (see :func:`plan_steps`); ``after_id`` makes it wait for that
@@ -200,20 +200,20 @@ def start_rollout(store: Store, *, repo: str, dep: Deployment, candidate: ModelV
         trigger=trigger, actor=actor, pr_number=pr, sha=sha, steps=steps,
         verify_seconds=dep.rollout.verify_seconds, step_timeout_seconds=parse_duration(dep.rollout.timeout),
         after_id=after_id, stable_spec=previous.spec if previous else None, reason=reason, notes=notes)
-    return store.create_rollout(new, now=(clock or store.now)()).id
+    return store.create_rollout(new, now=clock()).id
 
 
 def rollback_to(store: Store, *, repo: str, dep: Deployment, version: ModelVersionInfo,
                 current: ModelVersionInfo | None, actor: str | None, pr: int | None = None,
                 sha: str | None = None, reason: str | None = None, target: str = "kubernetes",
-                clock: Clock | None = None) -> int:
+                clock: Clock) -> int:
     """``/rollback``: restore ``version`` at once (one 100% step, no verify period), trigger ``rollback``.
 
     Unfinished rollouts of the model/environment are asked to cancel (they stop at their next advance;
     this one waits for them, and wakes them so that happens now).  ``current`` is what serves now; on
     success it is tagged ``modelherd.rejected`` with ``reason``.  Returns the id to enqueue.
     """
-    now = (clock or store.now)()
+    now = clock()
     who = f" by {actor}" if actor else ""
     for open_rollout in store.list_rollouts(repo=repo, model=dep.name, environment=dep.environment,
                                             states=_UNFINISHED):
@@ -231,13 +231,13 @@ def rollback_to(store: Store, *, repo: str, dep: Deployment, version: ModelVersi
     return store.create_rollout(new, now=now).id
 
 
-def cancel_rollout(store: Store, rollout_id: int, reason: str, *, clock: Clock | None = None) -> bool:
+def cancel_rollout(store: Store, rollout_id: int, reason: str, *, clock: Clock) -> bool:
     """Ask an unfinished rollout to stop at its next advance (enqueue it to make that now).
 
     A pending, applying or verifying rollout becomes ``cancelled`` without touching the target again (what
     it applied stays: the caller restores what it wants, as :func:`rollback_to` does); one already
     ``rolling_back`` finishes its rollback first."""
-    return store.request_cancel(rollout_id, reason, now=(clock or store.now)())
+    return store.request_cancel(rollout_id, reason, now=clock())
 
 
 _UNFINISHED = ("pending", "applying", "verifying", "rolling_back")
@@ -731,7 +731,7 @@ class RolloutWorker:
     queue: Any
     targets: TargetFactory
     registry: Any
-    clock: Clock | None = None
+    clock: Clock
     notify: Notify | None = None
     metrics: MetricSource | None = None
     lease_seconds: float = DEFAULT_LEASE_SECONDS
@@ -745,7 +745,7 @@ class RolloutWorker:
         return self
 
     def now(self) -> datetime:
-        return (self.clock or self.store.now)()
+        return self.clock()
 
     def run_rollout_job(self, rollout_id: int) -> Decision:
         """Advance once, enqueue whom it woke, and enqueue itself again after ``next_check_in``."""

@@ -107,7 +107,7 @@ def build(settings: Settings, store: Store, queue: JobQueue, *,
 
         metrics = PrometheusSource(settings.metrics.prometheus_url, settings.metrics.queries,
                                    timeout=settings.metrics.timeout_seconds)
-    RolloutWorker(store, queue, targets, registries, notify=notify, metrics=metrics).bind()
+    RolloutWorker(store, queue, targets, registries, clock=store.clock, notify=notify, metrics=metrics).bind()
     sweep_deps = dict(registries=registries, clusters=clusters, targets=targets, queue=queue, clock=store.now,
                       notifier=notifier)
     if github is not None:

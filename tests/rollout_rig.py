@@ -185,9 +185,10 @@ def deployment(name: str = "churn", env: str = "staging", *, canary: list[int] |
 class Rig:
     """Store + fakes + clock, and a driver that advances a rollout until it is final."""
 
-    def __init__(self, store: Store, at: str | None = None, metrics: Any = None):
+    def __init__(self, store: Store, at: str | None = None, metrics: Any = None, clock: Clock | None = None):
         self.plan = CrashPlan(at)
-        self.store, self.clock = store, Clock(FIXED)
+        self.store, self.clock = store, clock or Clock(FIXED)
+        store.clock = self.clock                  # one clock for the store and the engine
         self.target, self.registry = FakeTarget(self.plan), FakeRegistry(self.plan)
         self.engine_store = CrashingStore(store, self.plan)
         self.metrics = metrics

@@ -206,7 +206,8 @@ def test_a_decommission_is_not_the_last_deploy(rig: Rig) -> None:
 
 def test_unknown_trigger_is_refused(rig: Rig) -> None:
     with pytest.raises(ValueError, match="unknown trigger"):
-        start_decommission(rig.store, repo=REPO, dep=deployment(), current=None, trigger="cron", actor=None)
+        start_decommission(rig.store, repo=REPO, dep=deployment(), current=None, trigger="cron", actor=None,
+                           clock=rig.clock)
 
 
 # -- promotion: which deletions start, in which order -----------------------------------------------------
@@ -230,7 +231,7 @@ def _start(rig: Rig, plan, *, decommission: bool = True):
     queued: list[int] = []
     started = start_for_plan(plan, store=rig.store, kind_of=lambda cluster: "fake", enqueue=queued.append,
                              repo=REPO, actor="alice", pr=8, sha="def5678", trigger="merge",
-                             decommission=decommission)
+                             decommission=decommission, clock=rig.clock)
     assert queued == [rid for _, rid in started.rollouts]
     return started
 

@@ -96,7 +96,7 @@ def test_a_canary_is_verified_by_its_live_metrics(tmp_path, prometheus, candidat
     store.upgrade()
     prometheus.values = {"1": 32.0, "2": candidate}
     rid = start_rollout(store, repo="acme/models", dep=gated(), candidate=version("fraud", 2),
-                        stable=version("fraud", 1), trigger="merge", actor="alice")
+                        stable=version("fraud", 1), trigger="merge", actor="alice", clock=store.now)
     record = run(store, rid, PrometheusSource(prometheus.url, {"latency_p99_ms": LATENCY}))
     assert record.state == state, record.error
     if state == "rolled_back":
@@ -108,6 +108,6 @@ def test_an_unreachable_prometheus_fails_the_step(tmp_path, prometheus):
     store.upgrade()
     prometheus.down = True
     rid = start_rollout(store, repo="acme/models", dep=gated(), candidate=version("fraud", 2),
-                        stable=version("fraud", 1), trigger="merge", actor="alice")
+                        stable=version("fraud", 1), trigger="merge", actor="alice", clock=store.now)
     record = run(store, rid, PrometheusSource(prometheus.url, {"latency_p99_ms": LATENCY}))
     assert record.state == "rolled_back" and "metric source failed" in record.error

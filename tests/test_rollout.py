@@ -14,16 +14,36 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
+from modelherd.clock import rfc3339
 from modelherd.history_cli import command as history_command
 from modelherd.queue import JobQueue
 from modelherd.rollout import (
-    DEPLOYED_TAG, REJECTED_TAG, RolloutWorker, active_rollouts, cancel_rollout, history,
-    plan_steps, rollback_to, start_rollout, sweep_due,
+    DEPLOYED_TAG,
+    REJECTED_TAG,
+    RolloutWorker,
+    active_rollouts,
+    cancel_rollout,
+    history,
+    plan_steps,
+    rollback_to,
+    start_rollout,
+    sweep_due,
 )
 from modelherd.store import Store
 from modelherd.targets import Health, Readiness
-from tests.rollout_rig import LEASE, REPO, Crash, FakeRegistry, FakeTarget, Rig, deployment, outcomes, version
+
+from tests.clock import FIXED
+from tests.rollout_rig import (
+    LEASE,
+    REPO,
+    Crash,
+    FakeRegistry,
+    FakeTarget,
+    Rig,
+    deployment,
+    outcomes,
+    version,
+)
 
 # -- planning ------------------------------------------------------------------------------------------
 
@@ -52,7 +72,7 @@ def test_direct_rollout_succeeds_and_the_registry_learns_it(rig: Rig) -> None:
     assert record.state == "succeeded" and record.error is None
     assert rig.target.applies == {("1", 100): 1}
     assert rig.registry.aliases[("churn-model", "staging")] == "1"
-    assert rig.registry.tags[("churn-model", "1")][DEPLOYED_TAG.format(environment="staging")] == "2026-11-27T09:00:00Z"
+    assert rig.registry.tags[("churn-model", "1")][DEPLOYED_TAG.format(environment="staging")] == rfc3339(FIXED)
     assert [t["state"] for t in record.transitions] == ["pending", "applying", "verifying", "succeeded"]
     assert record.started_at and record.finished_at and record.next_check_at is None
     verify = outcomes(rig.store, rid, "verify")[0]
@@ -287,7 +307,7 @@ def _doomed_rollout_worker(store_url: str, queue_url: str, queue_name: str, fold
     store = Store.from_url(store_url)
     queue = JobQueue.from_url(queue_url, queue_name)
     target = FileTarget(folder, hang_after="v2:50", started=started)
-    RolloutWorker(store, queue, lambda kind, cluster: target, FakeRegistry(), lease_seconds=1).bind()
+    RolloutWorker(store, queue, lambda kind, cluster: target, FakeRegistry(), clock=store.now, lease_seconds=1).bind()
     while True:
         queue.drain()
         time.sleep(0.01)
@@ -301,7 +321,7 @@ def test_worker_process_killed_after_applying_finishes_in_another(store: Store, 
     import signal
 
     rid = start_rollout(store, repo=REPO, dep=deployment(canary=[10, 50, 100]), candidate=version(2),
-                        stable=version(1), trigger="merge", actor="alice", target="fake")
+                        stable=version(1), trigger="merge", actor="alice", target="fake", clock=store.now)
     job_queue.enqueue_rollout(rid)
     ctx = multiprocessing.get_context("fork")
     started = ctx.Event()
@@ -318,7 +338,7 @@ def test_worker_process_killed_after_applying_finishes_in_another(store: Store, 
 
     target = FileTarget(str(tmp_path))
     worker = RolloutWorker(store, job_queue, lambda kind, cluster: target, FakeRegistry(),
-                           sweep_grace_seconds=0).bind()
+                           clock=store.now, sweep_grace_seconds=0).bind()
     job_queue.flush()                                        # whatever the dead worker had queued is gone
     time.sleep(1.1)                                          # its 1 s lease runs out
     assert worker.sweep() == [rid]
@@ -471,9 +491,10 @@ def test_one_worker_advances_many_rollouts_concurrently(store: Store, job_queue:
     """Many 3-step canaries with zero verification through one consumer's thread pool; report the rate."""
     count, threads = 40, 8
     target, registry = FakeTarget(), FakeRegistry()
-    worker = RolloutWorker(store, job_queue, lambda kind, cluster: target, registry).bind()
+    worker = RolloutWorker(store, job_queue, lambda kind, cluster: target, registry, clock=store.now).bind()
     ids = [start_rollout(store, repo=REPO, dep=deployment(f"m{i}", canary=[10, 50, 100]), candidate=version(2),
-                         stable=version(1), trigger="merge", actor="alice", target="fake") for i in range(count)]
+                         stable=version(1), trigger="merge", actor="alice", target="fake", clock=store.now)
+           for i in range(count)]
     consumer = job_queue.consumer(threads, periodic=False, embedded=True, initial_delay=0.001, backoff=1.0,
                                   max_delay=0.005)
     started = time.perf_counter()

@@ -93,7 +93,7 @@ class SlackRig(Rig):
     """The rollout test rig whose engine notifies Slack too."""
 
     def __init__(self, store: Store, notifier: Notifier):
-        super().__init__(store)
+        super().__init__(store, clock=store.clock if isinstance(store.clock, Clock) else None)
         self.slack = notifier.rollout_notifier(lambda record: PullContext(
             url=PR_URL, title="Bump churn to v2", author="alice",
             links=Links(deployment=f"https://github.com/{REPO}/deployments/{record.environment}",

@@ -5,14 +5,22 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
+from modelherd.clock import rfc3339
 from modelherd.manifest import Deployment, ModelDeployment, effective
 from modelherd.registry.mlflow import MlflowRegistry, register_version
-from modelherd.rollout import DEPLOYED_TAG, REJECTED_TAG, advance, history, rollback_to, start_rollout
+from modelherd.rollout import (
+    DEPLOYED_TAG,
+    REJECTED_TAG,
+    advance,
+    history,
+    rollback_to,
+    start_rollout,
+)
 from modelherd.settings import MlflowRegistryConfig
 from modelherd.store import Store
 from modelherd.targets import Readiness, TargetError
 from modelherd.targets.mlflow_alias import MlflowAliasTarget
+
 from tests.clock import FIXED, Clock
 from tests.mlflow_server import free_port
 
@@ -104,7 +112,7 @@ def test_engine_deploys_through_the_alias_and_rolls_back(store: Store, registry:
     assert drive(store, rid, registry, clock) == "succeeded"
     live = registry.resolve(unique_name, alias="staging")
     assert live.version == "2"
-    assert live.tags[DEPLOYED_TAG.format(environment="staging")] == "2026-11-27T09:00:00Z"
+    assert live.tags[DEPLOYED_TAG.format(environment="staging")] == rfc3339(FIXED)
 
     back = rollback_to(store, repo="octo/models", dep=dep, version=v1, current=v2, actor="bob",
                        reason="p99 latency doubled", target="mlflow-alias", clock=clock)

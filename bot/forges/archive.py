@@ -22,9 +22,10 @@ What a hostile or simply huge archive cannot do here:
 from __future__ import annotations
 
 import tarfile
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+
+from modelherd.clock import monotonic
 
 KB, MB = 1024, 1024 * 1024
 
@@ -82,7 +83,7 @@ class Extracted:
 
 class CappedStream:
     """A read-only file object over ``chunks`` that refuses to deliver more than ``limit`` bytes, or to
-    go on past ``deadline`` (``time.monotonic()``)."""
+    go on past ``deadline`` (``monotonic()``)."""
 
     def __init__(self, chunks: Iterable[bytes], limit: int, deadline: float):
         self._chunks: Iterator[bytes] = iter(chunks)
@@ -105,7 +106,7 @@ class CappedStream:
         self.received += len(chunk)
         if self.received > self.limit:
             raise ArchiveTooBig(f"the archive is over {self.limit:,} bytes")
-        if time.monotonic() > self.deadline:
+        if monotonic() > self.deadline:
             raise ArchiveRefused("the archive took too long to download")
         self._buffer += chunk
 
@@ -119,7 +120,7 @@ def extract(chunks: Iterable[bytes], wanted: Iterable[str], limits: ArchiveLimit
     """
     want = set(wanted)
     found = Extracted(files=dict.fromkeys(want))
-    stream = CappedStream(chunks, limits.max_bytes, time.monotonic() + limits.seconds)
+    stream = CappedStream(chunks, limits.max_bytes, monotonic() + limits.seconds)
     try:
         with tarfile.open(fileobj=stream, mode="r|gz") as tar:
             _walk(tar, want, limits, found)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -42,7 +41,14 @@ import requests
 from github import Github, GithubException
 from github.GithubException import BadCredentialsException
 from github.IssueComment import IssueComment
-from modelherd.forges.archive import ArchiveLimits, ArchiveRefused, ArchiveTooBig, Extracted, extract
+from modelherd.clock import monotonic
+from modelherd.forges.archive import (
+    ArchiveLimits,
+    ArchiveRefused,
+    ArchiveTooBig,
+    Extracted,
+    extract,
+)
 from modelherd.forges.base import (
     DEPLOYMENT_STATES,
     Annotation,
@@ -53,7 +59,13 @@ from modelherd.forges.base import (
     SourceError,
 )
 from modelherd.forges.common import (
-    LruCache, changed_files_cached, clip, defuse_mentions, git_blob_sha, is_sha, read_cached,
+    LruCache,
+    changed_files_cached,
+    clip,
+    defuse_mentions,
+    git_blob_sha,
+    is_sha,
+    read_cached,
 )
 
 FILES_API_CAP = 3000             # GitHub lists at most 3000 files of a pull request
@@ -214,15 +226,15 @@ class GitHubForge:
         """Remember the repository's size from a fresh pull request (its ``base.repo``), for free."""
         size = (((pull or {}).get("base") or {}).get("repo") or {}).get("size")
         if isinstance(size, int):
-            self.caches.size_kb = (time.monotonic(), size)
+            self.caches.size_kb = (monotonic(), size)
 
     def size_kb(self) -> int:
         """The repository's size in KB as GitHub reports it (all history, packed; recomputed hourly):
         the last one seen within :data:`SIZE_TTL`, else one ``GET /repos/{owner}/{repo}``."""
         seen = self.caches.size_kb
-        if seen is None or time.monotonic() - seen[0] > SIZE_TTL:
+        if seen is None or monotonic() - seen[0] > SIZE_TTL:
             _, data = self._call("read the repository", lambda: self._get(self._repo_path("")))
-            seen = self.caches.size_kb = (time.monotonic(), int(data.get("size") or 0))
+            seen = self.caches.size_kb = (monotonic(), int(data.get("size") or 0))
         return seen[1]
 
     def reader(self, cr: ChangeRequest | None = None) -> "GitHubReader":
@@ -662,17 +674,17 @@ class GitHubReader:
                 return {}
             return self._archive(ref, missing, limits).usable()
         except ArchiveTooBig as exc:
-            self._caches.archive_hold_off = time.monotonic() + limits.hold_off
+            self._caches.archive_hold_off = monotonic() + limits.hold_off
             log.info("%s: %s at %s; reading file by file", self.forge.repo, exc, ref[:12])
         except (ArchiveRefused, GitHubError) as exc:
             log.warning("%s: archive of %s not used (%s); reading file by file", self.forge.repo, ref[:12], exc)
         return {}
 
     def _archive_allowed(self, limits: ArchiveLimits) -> bool:
-        if time.monotonic() < self._caches.archive_hold_off:
+        if monotonic() < self._caches.archive_hold_off:
             return False
         if self.forge.size_kb() > limits.max_repo_kb:
-            self._caches.archive_hold_off = time.monotonic() + limits.hold_off
+            self._caches.archive_hold_off = monotonic() + limits.hold_off
             return False
         return True
 

@@ -60,7 +60,6 @@ import hashlib
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,6 +69,7 @@ from urllib.parse import quote, urlsplit
 import gitlab
 import requests
 from gitlab.exceptions import GitlabError
+from modelherd.clock import epoch
 from modelherd.forges.base import (
     DEPLOYMENT_STATES,
     ChangeRequest,
@@ -79,7 +79,13 @@ from modelherd.forges.base import (
     SourceError,
 )
 from modelherd.forges.common import (
-    LruCache, changed_files_cached, clip, defuse_mentions, git_blob_sha, is_sha, read_cached,
+    LruCache,
+    changed_files_cached,
+    clip,
+    defuse_mentions,
+    git_blob_sha,
+    is_sha,
+    read_cached,
 )
 from modelherd.pacing import Pacer, RateLimited
 
@@ -232,7 +238,7 @@ def commit_actions(files: dict[str, str | None], current: dict[str, str]) -> lis
 
 def retry_after(headers: Any, now: float | None = None) -> float | None:
     """Seconds GitLab asks to wait (``Retry-After`` seconds or date, else ``RateLimit-Reset``)."""
-    now = time.time() if now is None else now
+    now = epoch() if now is None else now
     value = headers.get("Retry-After")
     if value:
         try:
@@ -270,7 +276,7 @@ class PacedSession(requests.Session):
         if self.pacer is not None:
             self.pacer.hold(self.pace_key, wait)
         if wait > self.max_wait:
-            raise RateLimited(time.time() + wait, f"GitLab rate limit on {urlsplit(response.url).path}")
+            raise RateLimited(epoch() + wait, f"GitLab rate limit on {urlsplit(response.url).path}")
 
 
 class GitLabClient(gitlab.Gitlab):

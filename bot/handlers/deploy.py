@@ -80,6 +80,6 @@ def deploy(ctx: CommandContext, cmd: Command) -> str:
         return f"❌ refused: {reason}"
     started = start_for_plan(plan, store=ctx.store, kind_of=deps["targets"].kind_of,
                              enqueue=deps["queue"].enqueue_rollout, repo=cr.repo, actor=ctx.actor, pr=cr.number,
-                             sha=cr.head_sha, trigger="deploy-command", environments=[env])
+                             sha=cr.head_sha, trigger="deploy-command", environments=[env], clock=deps["clock"])
     return f"deploying {md_code(cr.head_sha[:7])} to {md_code(env)}:\n\n" + rollout_reply(started.rollouts,
                                                                                         started.skipped)

@@ -56,7 +56,7 @@ def on_merged(event: Any, *, forge: Forge, store: Any, registries: Mapping[str, 
         live = {r.change.environment for r in plan.reports}
         started = start_for_plan(plan, store=store, kind_of=targets.kind_of, enqueue=queue.enqueue_rollout, repo=cr.repo,
                                  actor=cr.author, pr=number, sha=cr.merge_sha, trigger="merge",
-                                 environments=live - unapproved, decommission=True)
+                                 environments=live - unapproved, decommission=True, clock=clock)
         skipped = started.skipped + [(r, "its approval rules were not satisfied when it was merged")
                                      for r in plan.reports if r.change.environment in unapproved
                                      and r.change.action.value != "no change"]

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from modelherd.approval_facts import evaluate_pull
 from modelherd.checkrun import PLAN_CHECK, plan_check
 from modelherd.checks.approvals import check_report as approvals_check
 from modelherd.checks.approvals import requirements_for, summary_markdown
+from modelherd.clock import rfc3339
 from modelherd.commands import Command
 from modelherd.comment import MARKER, render_plan
 from modelherd.forges.base import Forge
@@ -41,10 +42,6 @@ PLAN_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 REVIEW_ACTIONS = ("submitted", "edited", "dismissed")
 NO_MANIFEST_COMMENT = (f"{MARKER}\n\n### modelherd plan\n\nThis pull request no longer changes any model "
                        "manifest: nothing to deploy.")
-
-
-def rfc3339(now: datetime) -> str:
-    return now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def plan_context(cr: Any, *, registries: Mapping[str, Any], clusters: Mapping[str, dict],

@@ -89,7 +89,7 @@ def rollback(ctx: CommandContext, cmd: Command) -> str:
             continue
         rollout_id = rollback_to(ctx.store, repo=ctx.cr.repo, dep=dep, version=version, current=current,
                                  actor=ctx.actor, pr=ctx.cr.number, sha=record.sha, target=record.target,
-                                 reason=f"/rollback by {ctx.actor} on #{ctx.cr.number}")
+                                 reason=f"/rollback by {ctx.actor} on #{ctx.cr.number}", clock=ctx.deps["clock"])
         ctx.deps["queue"].enqueue_rollout(rollout_id)
         rolled.append((model, version.version))
         if record.decommission:

@@ -40,13 +40,13 @@ import math
 import os
 import re
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlparse, urlsplit, urlunsplit
 
+from modelherd.clock import epoch
 from modelherd.registry import ModelVersionInfo, RegistryError, VersionNotFound
 from modelherd.settings import MlflowRegistryConfig
 
@@ -402,7 +402,7 @@ def register_version(client: MlflowClient, name: str, *, metrics: Mapping[str, f
     from mlflow.entities import Metric, RunStatus
 
     run = client.create_run(_experiment_id(client, experiment), run_name=run_name or f"train-{name}")
-    now = int(time.time() * 1000)
+    now = int(epoch() * 1000)
     client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
     client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
     _ensure_registered_model(client, name)

@@ -32,7 +32,6 @@ Wiring::
 from __future__ import annotations
 
 import logging
-import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,25 +39,41 @@ from datetime import timedelta
 from typing import Any
 
 from huey import Huey, crontab
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry import RetryHandler
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, ServerErrorRetryHandler,
-)
-from slack_sdk.http_retry.builtin_interval_calculators import (
-    BackoffRetryIntervalCalculator, FixedValueRetryIntervalCalculator,
-)
-from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
-
+from modelherd.clock import monotonic
 from modelherd.settings import SlackRouting, SlackSettings
 from modelherd.slack.messages import (
-    DEFAULT_PROMINENT, Message, PullContext, SlackEvent, detail_message, fold, new_summary, rollout_event,
+    DEFAULT_PROMINENT,
+    Message,
+    PullContext,
+    SlackEvent,
+    detail_message,
+    fold,
+    new_summary,
+    rollout_event,
     summary_message,
 )
 from modelherd.slack.routing import route
 from modelherd.store.locks import Busy
-from modelherd.store.slack import Group, OutboxRecord, SlackRepo, ThreadRecord, slack_repo
+from modelherd.store.slack import (
+    Group,
+    OutboxRecord,
+    SlackRepo,
+    ThreadRecord,
+    slack_repo,
+)
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry import RetryHandler
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import (
+    BackoffRetryIntervalCalculator,
+    FixedValueRetryIntervalCalculator,
+)
+from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
 
 log = logging.getLogger(__name__)
 
@@ -442,12 +457,12 @@ class Notifier:
 
     def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
         """One Web API call (slack-sdk retries inside); failures become :class:`Unavailable` or :class:`Refused`."""
-        started = time.monotonic()
+        started = monotonic()
         try:
             return method(**kwargs)
         except Exception as exc:
             outcome = classify(exc)
-            log.debug("slack: %s after %.1fs", outcome, time.monotonic() - started)
+            log.debug("slack: %s after %.1fs", outcome, monotonic() - started)
             raise outcome from exc
 
 

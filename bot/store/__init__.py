@@ -20,33 +20,43 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from modelherd.clock import Clock, utcnow
+from modelherd.store.db import Base, make_engine
+from modelherd.store.effects import EffectsRepo
+from modelherd.store.events import (
+    DEFAULT_QUEUE_LEASE,
+    Claim,
+    EventRecord,
+    EventsRepo,
+    NewEvent,
+)
+from modelherd.store.locks import Busy, LockInfo, LocksRepo
+from modelherd.store.models import Effect, Event, EventState
+from modelherd.store.pins import PinRecord, PinsRepo
+from modelherd.store.pulls import PullRecord, PullsRepo
+from modelherd.store.rollouts import (
+    LeaseLost,
+    NewRollout,
+    RolloutEventRecord,
+    RolloutRecord,
+    RolloutsRepo,
+)
+from modelherd.store.slack import SlackRepo
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-
-from modelherd.store.db import Base, make_engine, utcnow
-from modelherd.store.effects import EffectsRepo
-from modelherd.store.events import DEFAULT_QUEUE_LEASE, Claim, EventRecord, EventsRepo, NewEvent
-from modelherd.store.locks import Busy, LockInfo, LocksRepo
-from modelherd.store.pins import PinRecord, PinsRepo
-from modelherd.store.pulls import PullRecord, PullsRepo
-from modelherd.store.slack import SlackRepo
-from modelherd.store.models import Effect, Event, EventState
-from modelherd.store.rollouts import (
-    LeaseLost, NewRollout, RolloutEventRecord, RolloutRecord, RolloutsRepo,
-)
 
 
 class Store(EventsRepo, EffectsRepo, LocksRepo, RolloutsRepo, PullsRepo, PinsRepo, SlackRepo):
     """Repository over one engine.  Thread-safe: each call opens its own short session."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, engine: Engine, *, clock: Clock = utcnow):
         self.engine = engine
         self.clock = clock
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Callable[[], datetime] = utcnow, **engine_kwargs: Any) -> Store:
+    def from_url(cls, url: str, *, clock: Clock = utcnow, **engine_kwargs: Any) -> Store:
         return cls(make_engine(url, **engine_kwargs), clock=clock)
 
     def now(self) -> datetime:

@@ -9,10 +9,10 @@ URL says so (``postgresql://`` is read as ``postgresql+psycopg://``).
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
+from modelherd.clock import monotonic, sleep
 from sqlalchemy import JSON, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine, make_url
@@ -38,11 +38,6 @@ class Base(DeclarativeBase):
 
 #: JSON everywhere, JSONB on PostgreSQL (indexable, compact).
 JSONType = JSON().with_variant(JSONB(), "postgresql")
-
-
-def utcnow() -> datetime:
-    """The store's clock: an aware UTC datetime."""
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -120,15 +115,15 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def _set_wal(cur: Any) -> None:
     """Switch to WAL; the first switch of a new file can race another process, so retry briefly."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    deadline = monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     while True:
         try:
             cur.execute("PRAGMA journal_mode = WAL")
             return
         except Exception as exc:  # sqlite3.OperationalError; the driver module is not imported here
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            if "locked" not in str(exc) or monotonic() > deadline:
                 raise
-            time.sleep(0.01)
+            sleep(0.01)
 
 
-__all__ = ["Base", "JSONType", "RawJSON", "UTCDateTime", "make_engine", "normalize_url", "utcnow"]
+__all__ = ["Base", "JSONType", "RawJSON", "UTCDateTime", "make_engine", "normalize_url"]

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from modelherd.clock import monotonic, sleep
+from modelherd.store.db import Base, UTCDateTime
 from sqlalchemy import Integer, String, and_, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
-
-from modelherd.store.db import Base, UTCDateTime, utcnow
 
 
 class Mutex(Base):
@@ -41,7 +40,7 @@ class ModelLock(Base):
     pr_number: Mapped[int] = mapped_column(Integer)
     head_sha: Mapped[str] = mapped_column(String(64))
     author: Mapped[str] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Busy(Exception):
@@ -94,11 +93,11 @@ class LocksRepo:
     def mutex(self, key: str, *, ttl: float = 300.0, wait: float = 30.0, poll: float = 0.2) -> Iterator[None]:
         """Hold ``key`` for the block; wait up to ``wait`` seconds for it, then raise :class:`Busy`."""
         holder = uuid.uuid4().hex
-        deadline = time.monotonic() + wait
+        deadline = monotonic() + wait
         while not self.try_mutex(key, holder, ttl):
-            if time.monotonic() >= deadline:
+            if monotonic() >= deadline:
                 raise Busy(f"{key} is busy in another worker")
-            time.sleep(poll)
+            sleep(poll)
         try:
             yield
         finally:

@@ -8,10 +8,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text, UniqueConstraint
+from modelherd.store.db import Base, JSONType, UTCDateTime
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
-
-from modelherd.store.db import Base, JSONType, UTCDateTime, utcnow
 
 #: Integer primary keys: 64-bit on PostgreSQL, the rowid alias on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -41,7 +48,7 @@ class Event(Base):
     repo: Mapped[str | None] = mapped_column(String(255))
     headers: Mapped[dict[str, Any]] = mapped_column(JSONType)
     payload: Mapped[Any] = mapped_column(JSONType)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     state: Mapped[str] = mapped_column(String(16), default=EventState.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -63,4 +70,4 @@ class Effect(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     event_id: Mapped[int | None] = mapped_column(BigId)
     result: Mapped[Any] = mapped_column(JSONType, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from modelherd.store.db import Base, UTCDateTime
 from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
-
-from modelherd.store.db import Base, UTCDateTime, utcnow
 
 
 class PullState(Base):
@@ -27,7 +26,7 @@ class PullState(Base):
     plan_conclusion: Mapped[str] = mapped_column(String(16))
     approvals_status: Mapped[str] = mapped_column(String(16))
     comment_body: Mapped[str] = mapped_column(Text, default="")
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text, UniqueConstraint, and_, func, select, update
+from modelherd.store.db import Base, JSONType, UTCDateTime
+from modelherd.store.models import BigId
+from sqlalchemy import (
+    CheckConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
-
-from modelherd.store.db import Base, JSONType, UTCDateTime, utcnow
-from modelherd.store.models import BigId
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
@@ -41,8 +51,8 @@ class SlackThread(Base):
     summary_ts: Mapped[str | None] = mapped_column(String(32))
     summary: Mapped[dict[str, Any]] = mapped_column(JSONType)
     summary_hash: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class SlackMessage(Base):
