@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_ROOT = REPO_ROOT.parent / "shared"
 
 if str(REPO_ROOT) not in sys.path:  # ``tests`` is imported as a package from the repository root
     sys.path.insert(0, str(REPO_ROOT))

@@ -23,8 +23,7 @@ a freshly moved ``main`` needs.
   the moment it applied the last write.  The times come from the fake's call records, stamped by
   :class:`TimedFakeGitHub`.
 
-Needs ``../shared`` (GitHub's OpenAPI descriptions and webhook payloads); without it each figure is
-emitted with ``"skipped"`` and the reason.  ``python -m bench.github_calls`` runs these alone.
+``python -m bench.github_calls`` runs these alone.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import SHARED_ROOT, emit, ratio
+from bench import emit, ratio
 
 TOKEN_TEMPLATE = "/app/installations/{installation_id}/access_tokens"
 COMMENT_TEMPLATE = "/repos/{owner}/{repo}/issues/{issue_number}/comments"
@@ -67,12 +66,6 @@ def _fake_class():
             return call, response
 
     return TimedFakeGitHub
-
-
-def missing_shared() -> str | None:
-    needed = [SHARED_ROOT / "specs" / "github", SHARED_ROOT / "fixtures" / "github" / "webhooks"]
-    absent = [str(p) for p in needed if not p.exists()]
-    return f"shared material absent: {', '.join(absent)}" if absent else None
 
 
 def _registry():
@@ -159,15 +152,9 @@ def github_app(*, fleet: int = FLEET, flavor: str = "github.com") -> Iterator[Be
             app.close()
 
 
-def _skipped(figures: list[str], reason: str) -> list[dict]:
-    return [emit(figure=name, skipped=reason) for name in figures]
-
-
 def bench_api_calls(*, many: int = FLEET) -> list[dict]:
     """Reads and writes of one ``pull_request.opened`` changing 1 and ``many`` manifests."""
     names = ["github_reads_per_pr_event", "github_writes_per_pr_event", "github_writes_excl_token_per_pr_event"]
-    if reason := missing_shared():
-        return _skipped(names, reason)
     with github_app(fleet=many) as bench:
         first = bench.event(1)          # the installation's first event: mints the token, warms caches
         one, lots = bench.event(1), bench.event(many)
@@ -194,8 +181,6 @@ def bench_api_calls(*, many: int = FLEET) -> list[dict]:
 def bench_comment_latency(*, latency_ms: int = 50, runs: int = 3, many: int = FLEET, many_runs: int = 1) -> list[dict]:
     """Webhook → plan comment (first write) and → last write, at ``latency_ms`` per call against 0 ms."""
     names = ["webhook_to_plan_comment_ms", "webhook_to_last_write_ms"]
-    if reason := missing_shared():
-        return _skipped(names, reason)
     figures: list[dict] = []
     with github_app(fleet=max(many, 1)) as bench:
         bench.event(1)                    # mint the token, warm the policy engine and the caches

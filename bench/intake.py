@@ -42,15 +42,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from bench import REPO_ROOT, SHARED_ROOT, emit, percentile, ratio
+from bench import REPO_ROOT, emit, percentile, ratio
+from tests.contracts import contract_path
 
 SECRET = "bench-webhook-secret"
 BODY_BYTES = 24 * 1024
 PATH = "/webhooks/github"
 HOST = "127.0.0.1"
-FIXTURE = ("fixtures", "github", "webhooks", "pull_request", "opened.json")
+FIXTURE = ("github", "webhooks", "pull_request", "opened.json")
 REQUEST_TIMEOUT = 10.0
 START_TIMEOUT = 60.0
 
@@ -58,18 +58,14 @@ START_TIMEOUT = 60.0
 # -- the request ------------------------------------------------------------------------------------
 
 
-def webhook_body(size: int = BODY_BYTES, shared_root: Path = SHARED_ROOT) -> tuple[bytes, str]:
+def webhook_body(size: int = BODY_BYTES) -> tuple[bytes, str]:
     """A ``pull_request.opened`` body of ``size`` bytes and where it came from.
 
-    The shared fixture serialised as GitHub sends it (``json.dumps``: exactly 24 KB today), its PR
-    description padded when it is shorter than ``size``; a synthetic payload of the same shape and
-    size when ``../shared`` is absent.
+    GitHub's published example (``tests/contracts/github/webhooks/``) serialised as GitHub sends it
+    (``json.dumps``: exactly 24 KB today), its PR description padded when it is shorter than ``size``.
     """
-    fixture = shared_root.joinpath(*FIXTURE)
-    if fixture.is_file():
-        payload, source = json.loads(fixture.read_text(encoding="utf-8")), "shared " + "/".join(FIXTURE[-2:])
-    else:
-        payload, source = _synthetic_pull_request(), "synthetic pull_request.opened (../shared absent)"
+    payload = json.loads(contract_path(*FIXTURE).read_text(encoding="utf-8"))
+    source = "octokit/webhooks example " + "/".join(FIXTURE[-2:])
     body = json.dumps(payload).encode()
     if len(body) < size:
         text = payload["pull_request"].get("body") or ""
@@ -79,25 +75,6 @@ def webhook_body(size: int = BODY_BYTES, shared_root: Path = SHARED_ROOT) -> tup
         body = json.dumps(payload).encode()
         source += f", description padded to {len(body)} bytes"
     return body, source
-
-
-def _synthetic_pull_request() -> dict[str, Any]:
-    user = {"login": "octocat", "id": 1, "node_id": "MDQ6VXNlcjE=", "type": "User", "site_admin": False}
-    repo = {"id": 1296269, "node_id": "MDEwOlJlcG9zaXRvcnkxMjk2MjY5", "name": "models", "full_name": "acme/models",
-            "private": False, "owner": {**user, "login": "acme", "id": 2, "type": "Organization"},
-            "default_branch": "main", "html_url": "https://github.com/acme/models"}
-    sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
-    return {
-        "action": "opened", "number": 1,
-        "pull_request": {"id": 1, "node_id": "MDExOlB1bGxSZXF1ZXN0MQ==", "number": 1, "state": "open",
-                         "locked": False, "title": "Bump fraud-detector to v2", "user": user, "body": None,
-                         "draft": False, "merged": False, "created_at": "2026-11-26T12:00:00Z",
-                         "updated_at": "2026-11-26T12:00:00Z", "author_association": "MEMBER",
-                         "head": {"label": "acme:bump", "ref": "bump", "sha": sha, "user": user, "repo": repo},
-                         "base": {"label": "acme:main", "ref": "main", "sha": "9" * 40, "user": user, "repo": repo}},
-        "repository": repo, "sender": user,
-        "installation": {"id": 1, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="},
-    }
 
 
 def signature(body: bytes, secret: str = SECRET) -> str:

@@ -5,7 +5,7 @@
     app.deliver("pull_request", app.pull_request_payload("opened", number))
     app.work()                                                  # run the queued jobs in this thread
 
-Payloads are the real ones GitHub publishes (``../shared/fixtures/github/webhooks``), pointed at the
+Payloads are the real ones GitHub publishes (``tests/contracts/github/webhooks``), pointed at the
 fake's repository and installation, and signed with the app's webhook secret.
 """
 
@@ -29,7 +29,7 @@ from modelherd.worker import Dispatcher
 from tests.clock import Clock
 from tests.fixtures_store import sign
 from tests.gitrepo import EXAMPLES
-from tests.shared import shared_path
+from tests.contracts import contract_path
 
 SECRET = "it's a secret to everybody"
 CLUSTERS = {"onprem-a": ClusterConfig(provider=Provider.ONPREM), "onprem-gpu": ClusterConfig(provider=Provider.ONPREM, gpus=True),
@@ -42,7 +42,7 @@ def example_files() -> dict[str, str]:
 
 
 def webhook_fixture(event: str, name: str) -> dict[str, Any]:
-    return json.loads(shared_path("fixtures", "github", "webhooks", event, name).read_text())
+    return json.loads(contract_path("github", "webhooks", event, name).read_text())
 
 
 class WorkerLoop:

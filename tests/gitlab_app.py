@@ -5,7 +5,7 @@
     app.deliver("Merge Request Hook", app.merge_request_hook("open", iid))
     app.work()                                                     # run the queued jobs in this thread
 
-Hooks are the real payloads GitLab documents (``../shared/fixtures/gitlab/webhooks``), pointed at the
+Hooks are the real payloads GitLab documents (``tests/contracts/gitlab/webhooks``), pointed at the
 fake's project, merge request and users, and sent with the webhook's secret token — the mirror of
 :mod:`tests.github_app`.
 """
@@ -30,7 +30,7 @@ from modelherd.worker import Dispatcher
 
 from tests.clock import Clock
 from tests.github_app import CLUSTERS, WorkerLoop, example_files
-from tests.shared import shared_path
+from tests.contracts import contract_path
 
 SECRET = "gitlab webhook secret token"
 ZERO_SHA = "0" * 40
@@ -41,7 +41,7 @@ FIXTURES = {"Merge Request Hook": "merge_request.json", "Note Hook": "note_merge
 
 def gitlab_fixture(name: str) -> dict[str, Any]:
     """One of GitLab's documented webhook payloads, parsed."""
-    return json.loads(shared_path("fixtures", "gitlab", "webhooks", name).read_text())
+    return json.loads(contract_path("gitlab", "webhooks", name).read_text())
 
 
 class GitLabApp(WorkerLoop):

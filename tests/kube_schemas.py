@@ -1,8 +1,7 @@
 """Offline validators for the objects modelherd sends to Kubernetes, for tests and fake API servers.
 
 * :func:`validate_inferenceservice` checks a KServe ``InferenceService`` against the
-  ``openAPIV3Schema`` of the real CRD in ``../shared/specs/kserve/`` (tests calling it are skipped
-  when that directory is absent). The structural schema is converted to JSON Schema the way the API
+  ``openAPIV3Schema`` of the real CRD vendored in ``tests/contracts/kserve/``. The structural schema is converted to JSON Schema the way the API
   server reads it: ``x-kubernetes-int-or-string`` accepts an integer *or* a string,
   ``x-kubernetes-preserve-unknown-fields`` keeps unknown fields, ``nullable`` admits ``null``,
   ``x-kubernetes-list-type: map`` keys must be unique, and every other object with ``properties``
@@ -29,9 +28,9 @@ from jsonschema.validators import Draft202012Validator, extend
 from packaging.version import Version
 from referencing import Registry, Resource
 
-from tests.shared import shared_path
+from tests.contracts import contract_text
 
-CRD_PARTS = ("specs", "kserve", "serving.kserve.io_inferenceservices.yaml")
+CRD_PARTS = ("kserve", "serving.kserve.io_inferenceservices.yaml.gz")
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
 
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -138,8 +137,8 @@ _KubeValidator = extend(Draft202012Validator, {"x-kubernetes-list-map-keys": _li
 
 @functools.cache
 def _kserve_validator() -> Any:
-    """The InferenceService validator built from the CRD (skips the calling test without ../shared)."""
-    text = shared_path(*CRD_PARTS).read_text(encoding="utf-8")
+    """The InferenceService validator built from the CRD."""
+    text = contract_text(*CRD_PARTS)
     crd = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
     schema = structural_to_jsonschema(version["schema"]["openAPIV3Schema"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,10 +15,10 @@ from modelherd.router import Router
 from modelherd.settings import GitHubSettings, Settings
 from modelherd.store import EventState, Store
 from modelherd.worker import Dispatcher, Handlers
+from tests.contracts import contract_path
 
 
-SHARED_WEBHOOKS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github" / "webhooks"
-PAYLOADS = sorted(SHARED_WEBHOOKS.glob("*/*.json")) if SHARED_WEBHOOKS.is_dir() else []
+PAYLOADS = sorted(contract_path("github", "webhooks").glob("*/*.json"))
 BODY = json.dumps({"action": "opened", "number": 7, "installation": {"id": 42},
                    "repository": {"full_name": "octo/models"}}).encode()
 
@@ -112,7 +111,7 @@ def test_secrets_and_bodies_stay_out_of_the_logs(client, webhooks, caplog) -> No
     assert webhooks.secret not in repr(make_settings(webhooks.secret))
 
 
-# -- replay of every shared payload --------------------------------------------------------------------
+# -- replay of every published payload -----------------------------------------------------------------
 
 
 @pytest.fixture(params=["embedded", "services"])
@@ -143,9 +142,8 @@ def queue_for_replay(redis_url):
     queue.close()
 
 
-def test_replay_every_shared_payload(backends, webhooks) -> None:
-    if not PAYLOADS:
-        pytest.skip(f"shared webhook payloads absent: {SHARED_WEBHOOKS}")
+def test_replay_every_published_payload(backends, webhooks) -> None:
+    assert PAYLOADS
     store, queue = backends
     client = create_app(make_settings(webhooks.secret), store, queue).test_client()
     for path in PAYLOADS:

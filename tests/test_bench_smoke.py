@@ -18,7 +18,7 @@ import pytest
 
 from bench import intake, percentile
 from bench.__main__ import interruptible
-from bench.github_calls import bench_api_calls, bench_comment_latency, missing_shared
+from bench.github_calls import bench_api_calls, bench_comment_latency
 from bench.intake import BODY_BYTES, bench_intake, webhook_body
 
 FIELDS = {"figure", "value", "baseline", "baseline_value", "ratio"}
@@ -39,13 +39,10 @@ def complete(figure: dict) -> bool:
 # -- the request -----------------------------------------------------------------------------------
 
 
-def test_webhook_body_is_24_kb_of_pull_request_opened(tmp_path):
+def test_webhook_body_is_24_kb_of_pull_request_opened():
     body, source = webhook_body()
-    assert len(body) == BODY_BYTES and json.loads(body)["action"] == "opened"
-    assert "opened.json" in source or "synthetic" in source
-    synthetic, where = webhook_body(shared_root=tmp_path)   # ../shared absent: same size, same shape
-    payload = json.loads(synthetic)
-    assert len(synthetic) == BODY_BYTES and "synthetic" in where
+    payload = json.loads(body)
+    assert len(body) == BODY_BYTES and "pull_request/opened.json" in source
     assert payload["action"] == "opened" and payload["pull_request"]["number"] == payload["number"]
 
 
@@ -120,9 +117,6 @@ def test_bench_command_runs_from_the_repository_root():
 def test_api_calls_bench(capsys):
     figures = bench_api_calls(many=3)
     assert lines(capsys) == figures
-    if missing_shared():
-        assert all("skipped" in f for f in figures)
-        return
     assert [f["figure"] for f in figures] == ["github_reads_per_pr_event", "github_writes_per_pr_event",
                                               "github_writes_excl_token_per_pr_event"]
     assert all(complete(f) for f in figures)
@@ -137,9 +131,6 @@ def test_api_calls_bench(capsys):
 def test_comment_latency_bench(capsys):
     figures = bench_comment_latency(latency_ms=5, runs=1, many=2, many_runs=1)
     assert lines(capsys) == figures
-    if missing_shared():
-        assert all("skipped" in f for f in figures)
-        return
     assert [(f["figure"], f["manifests"]) for f in figures] == [
         ("webhook_to_plan_comment_ms", 1), ("webhook_to_last_write_ms", 1),
         ("webhook_to_plan_comment_ms", 2), ("webhook_to_last_write_ms", 2)]

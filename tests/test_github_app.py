@@ -146,10 +146,10 @@ def test_job_that_died_after_the_comment_completes_once_on_retry(app):
     assert len([r for r in app.fake.check_runs(app.repo, head) if r.name == "modelherd/plan"]) == 1
 
 
-def test_every_shared_payload_replays_without_a_server_error(app):
-    from tests.shared import shared_path
+def test_every_published_payload_replays_without_a_server_error(app):
+    from tests.contracts import contract_path
 
-    root = shared_path("fixtures", "github", "webhooks")
+    root = contract_path("github", "webhooks")
     for path in sorted(root.rglob("*.json")):
         event = path.parent.name
         response = app.deliver(event, __import__("json").loads(path.read_text()))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 from modelherd import gitlab_intake
@@ -17,10 +16,10 @@ from modelherd.store import EventState, Store
 from modelherd.worker import Dispatcher, Handlers, skip_reason
 
 from tests.gitlab_app import gitlab_fixture
-from tests.shared import shared_path
+from tests.contracts import contract_path
 
 SECRET = "gitlab webhook secret token"
-FIXTURES = sorted(Path(shared_path("fixtures", "gitlab", "webhooks")).glob("*.json"))
+FIXTURES = sorted(contract_path("gitlab", "webhooks").glob("*.json"))
 #: X-Gitlab-Event of each documented payload (see the fixtures' SOURCE.md).
 EVENT_HEADERS = {"merge_request": "Merge Request Hook", "note": "Note Hook", "push": "Push Hook",
                  "pipeline": "Pipeline Hook"}

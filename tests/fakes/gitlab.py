@@ -9,7 +9,7 @@
         ...
         fake.assert_clean()                    # no request broke the description
 
-The description is GitLab 19.5's ``doc/api/openapi/openapi_v3.yaml`` (``../shared/specs/gitlab/``),
+The description is GitLab 19.5's ``doc/api/openapi/openapi_v3.yaml`` (``tests/contracts/gitlab/``),
 generated from GitLab's Grape API definitions; only the paths this fake serves are kept. Every
 request is validated (path and query parameters, content type, body); a request the description
 rejects is recorded in ``fake.violations`` and answered 400 like Grape does, and a call to an
@@ -1117,9 +1117,9 @@ def _strip_nulls(value: Any) -> Any:
 @functools.cache
 def load_gitlab_description() -> dict[str, Any]:
     """GitLab's OpenAPI description (parsed once per process with CSafeLoader; don't mutate)."""
-    from tests.shared import shared_path
+    from tests.contracts import contract_path
 
-    with gzip.open(shared_path("specs", "gitlab", "openapi_v3.yaml.gz"), "rt", encoding="utf-8") as fh:
+    with gzip.open(contract_path("gitlab", "openapi_v3.yaml.gz"), "rt", encoding="utf-8") as fh:
         return yaml.load(fh, Loader=yaml.CSafeLoader)
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import gzip
 import json
 import re
 import threading
@@ -41,7 +40,7 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 # Path parameters that may legitimately contain "/" (GitHub: file paths and git refs).
 SLASHY_PARAMETERS = frozenset({"path", "ref"})
 
-# Which description file in ``../shared/specs/github/`` each flavour uses.
+# Which description file in ``tests/contracts/github/`` each flavour uses.
 GITHUB_DESCRIPTIONS = {
     "github.com": "api.github.com.json.gz",
     "ghes-3.19": "ghes-3.19.json.gz",
@@ -55,14 +54,13 @@ GITHUB_DESCRIPTIONS = {
 @functools.cache
 def load_github_description(flavor: str) -> dict[str, Any]:
     """The official GitHub REST description for ``flavor`` (parsed once per process; don't mutate)."""
-    from tests.shared import shared_path  # skips the test when ../shared is absent
+    from tests.contracts import contract_text
 
     try:
         filename = GITHUB_DESCRIPTIONS[flavor]
     except KeyError:
         raise ValueError(f"unknown GitHub flavor {flavor!r}; known: {sorted(GITHUB_DESCRIPTIONS)}")
-    with gzip.open(shared_path("specs", "github", filename), "rt", encoding="utf-8") as fh:
-        return json.load(fh)
+    return json.loads(contract_text("github", filename))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@
         fake.messages                                   # what was posted, with updates and thread replies
         fake.assert_clean()                             # no call broke the description
 
-The description is ``../shared/specs/slack/slack_web_openapi_v2.json`` (Swagger 2.0; tests needing it
-are skipped when it is absent).  Swagger 2.0 is not OpenAPI 3, so each served method's ``formData`` /
+The description is Slack's ``slack_web_openapi_v2.json`` (Swagger 2.0), vendored gzip-compressed in
+``tests/contracts/slack/``.  Swagger 2.0 is not OpenAPI 3, so each served method's ``formData`` /
 ``query`` parameters are turned into a JSON Schema (:class:`SwaggerMethodValidator`): the body (JSON,
 form-encoded or multipart, as Slack accepts) must have the required parameters, only known ones, each
 of its declared type (form values are strings: booleans ``true``/``false``/``1``/``0``, integers by
@@ -49,7 +49,7 @@ from werkzeug.wrappers import Request, Response
 
 from tests.fakes.http import QuietHandler
 
-SPEC_FILE = ("specs", "slack", "slack_web_openapi_v2.json")
+SPEC_FILE = ("slack", "slack_web_openapi_v2.json.gz")
 SERVED = ("chat.postMessage", "chat.update", "conversations.info")
 DEFAULT_CHANNELS = {"C0DEPLOYS1": "deploys", "C0PRODOPS1": "prod-deploys", "C0STAGING1": "staging-deploys",
                     "C0RISKML01": "risk-ml", "C0DRIFT001": "model-drift"}
@@ -60,9 +60,9 @@ MAX_BLOCKS, SECTION_TEXT, HEADER_TEXT, CONTEXT_ELEMENTS = 50, 3000, 150, 10
 @functools.cache
 def load_slack_description() -> dict[str, Any]:
     """Slack's Web API description (parsed once per process; don't mutate)."""
-    from tests.shared import shared_path  # skips the test when ../shared is absent
+    from tests.contracts import contract_text
 
-    return json.loads(shared_path(*SPEC_FILE).read_text(encoding="utf-8"))
+    return json.loads(contract_text(*SPEC_FILE))
 
 
 # ==================================================================================================
@@ -478,7 +478,7 @@ def _render(message: Posted, where: str) -> str:
 
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
-    """A running :class:`FakeSlack` (skipped without the shared description); clean at teardown."""
+    """A running :class:`FakeSlack`; clean at teardown."""
     with FakeSlack() as fake:
         yield fake
         fake.assert_clean()
