@@ -77,7 +77,7 @@ def run(store: Store, rollout_id: int, target: InstantTarget) -> None:
 def timed_rollout(store: Store, name: str, steps: list[int] | None, target: InstantTarget) -> float:
     dep = deployment(name, steps)
     rid = start_rollout(store, repo="bench/models", dep=dep, candidate=version(name, 2), stable=version(name, 1),
-                        trigger="merge", actor="bench")
+                        trigger="merge", actor="bench", clock=store.now)
     started = time.perf_counter()
     run(store, rid, target)
     assert store.get_rollout(rid).state == "succeeded"
@@ -125,7 +125,8 @@ def bench_concurrent(workdir: Path, rollouts: int = 40, threads: int = 4) -> Non
 
     target = InstantTarget()
     ids = [start_rollout(store, repo="bench/models", dep=deployment(f"m{i}", [10, 50, 100]),
-                         candidate=version(f"m{i}", 2), stable=version(f"m{i}", 1), trigger="merge", actor="bench")
+                         candidate=version(f"m{i}", 2), stable=version(f"m{i}", 1), trigger="merge", actor="bench",
+                         clock=store.now)
            for i in range(rollouts)]
     done = threading.Event()
 

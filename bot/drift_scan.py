@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from modelherd.checks import Severity
-from modelherd.clock import rfc3339
+from modelherd.clock import Clock, rfc3339
 from modelherd.drift import (
     ALIAS_KIND,
     DriftItem,
@@ -279,8 +279,7 @@ def store_rolling(store: Any, repo: str) -> frozenset[tuple[str, str]]:
 
 
 def rollout_healer(store: Any, *, repo: str, kind_of: Callable[[str], str],
-                   enqueue: Callable[[int], Any] | None = None, clock: Callable[[], datetime] | None = None,
-                   sha: str | None = None) -> Heal:
+                   clock: Clock, enqueue: Callable[[int], Any] | None = None, sha: str | None = None) -> Heal:
     """A ``heal`` that records a ``self-heal`` rollout of the desired version (and enqueues its id).
 
     The version the engine last rolled out successfully is the rollout's ``stable`` side, so a heal that

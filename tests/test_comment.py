@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -352,9 +351,7 @@ def test_objects_go_before_diffs():
 @pytest.mark.parametrize("limit", [65536, 30000, 8000, 2000, 512])
 def test_500_changes_with_huge_diffs_stay_under_the_limit(limit):
     plan = plan_of(many_reports(500, diff_lines=300), Conclusion.FAILURE)
-    start = time.perf_counter()
     text = render_plan(plan, limit=limit)
-    assert time.perf_counter() - start < 10
     assert len(text) <= limit
     assert text.startswith(MARKER) and text.count(MARKER) == 1
     assert "### ❌ modelherd plan: blocked" in text

@@ -342,7 +342,8 @@ def test_store_pins_rollouts_and_the_self_heal_rollout(world: World, sqlite_stor
                                  {"spec": {"predictor": {"maxReplicas": 1}}})
     sqlite_store.pin(REPO, "fraud-detector", "staging", version="1", reason="bad canary", actor="alice")
     enqueued: list[int] = []
-    heal = rollout_healer(sqlite_store, repo=REPO, kind_of=world.targets.kind_of, enqueue=enqueued.append)
+    heal = rollout_healer(sqlite_store, repo=REPO, kind_of=world.targets.kind_of, enqueue=enqueued.append,
+                          clock=sqlite_store.now)
     report = world.scan(is_pinned=store_pins(sqlite_store), heal=heal, rolling=store_rolling(sqlite_store, REPO))
     assert by_key(report)[("fraud-detector", "staging")].pinned
     assert [i.healing for i in report.items if i.model == "search-reranker"] == [True, False]

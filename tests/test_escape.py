@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -92,12 +91,10 @@ def test_lone_surrogates_become_replacement_characters():
     out.encode("utf-8")
 
 
-def test_very_long_input_is_escaped_in_linear_time():
+def test_very_long_input_is_escaped_whole():
     text = ("@a <b> | `c` *d* #1 :e: \u202e " * 40_000)
-    start = time.perf_counter()
     for fn in (md_text, md_cell, md_code, md_fence, html_text, slack_text, md_html):
         fn(text)
-    assert time.perf_counter() - start < 5
     assert len(md_text(text)) > len(text)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -56,12 +55,10 @@ def test_example_manifests_are_valid():
         assert findings == [] and len(loaded) == 1, [f.one_line() for f in findings]
 
 
-def test_billion_laughs_is_refused_quickly():
+def test_billion_laughs_is_refused_before_expanding():
     bomb = (Path(__file__).parent / "corpus" / "bad" / "billion-laughs.yaml").read_bytes()
-    started = time.perf_counter()
-    _, findings = load_manifests("bomb.yaml", bomb)
+    _, findings = load_manifests("bomb.yaml", bomb)   # nine levels of nine would be 387 million strings
     assert "values" in findings[0].message
-    assert time.perf_counter() - started < 5  # nine levels of nine would be 387 million strings
 
 
 def test_huge_file_is_refused_before_parsing():

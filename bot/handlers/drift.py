@@ -42,7 +42,7 @@ def scan_and_report(forge: Forge, sha: str, *, store: Any, registries: Mapping[s
                        is_pinned=store_pins(store), repo=forge.repo, rolling=store_rolling(store, forge.repo),
                        deployed=store.deployed_places(forge.repo),
                        heal=rollout_healer(store, repo=forge.repo, kind_of=targets.kind_of,
-                                           enqueue=queue.enqueue_rollout, sha=sha),
+                                           enqueue=queue.enqueue_rollout, sha=sha, clock=clock),
                        now=clock())
     forge.report_check(sha, drift_check(report))
     if notifier is not None:

@@ -201,6 +201,7 @@ _CAUSES = (
                 r"Temporary failure in name resolution", re.I), "host name not found"),
     (re.compile(r"timed out|Timeout", re.I), "timed out"),
     (re.compile(r"too many (\d{3}) error responses"), r"HTTP \1"),
+    (re.compile(r"failed with error code (\d{3}) != 200"), r"HTTP \1"),      # MLflow 3.18 and later
     (re.compile(r"SSLError|CERTIFICATE_VERIFY_FAILED", re.I), "TLS error"),
 )
 
