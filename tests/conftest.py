@@ -18,7 +18,7 @@ from tests.mlflow_server import MlflowServer, ServerDidNotStart, mlflow_server_a
 
 # Fixture modules shared by the suite: the fake forges, clusters and Slack, the store/queue/webhook
 # fixtures, and the rollout engine's rig (``rig``).
-pytest_plugins = ["tests.fakes.github", "tests.fakes.gitlab", "tests.fakes.kube", "tests.fakes.slack",
+pytest_plugins = ["pytester", "tests.fakes.github", "tests.fakes.gitlab", "tests.fakes.kube", "tests.fakes.slack",
                   "tests.fixtures_store", "tests.rollout_rig"]
 
 _MLFLOW_STARTUP = pytest.StashKey[float]()

@@ -73,3 +73,27 @@ def test_policies_read_now_from_their_input():
     assert rego
     offenders = [str(p.relative_to(ROOT)) for p in rego if "time.now_ns" in p.read_text(encoding="utf-8")]
     assert offenders == []
+
+
+def test_clock_shift_moves_the_whole_run_and_fixed_with_it(pytester: pytest.Pytester,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--clock-shift 10y``: the provider, the standard library and ``FIXED`` move together; the file
+    system's clock (the kernel's) does not, which is how the probe measures the shift."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makepyfile(test_probe="""
+        import os, time
+        from datetime import UTC, datetime, timedelta
+        from modelherd.clock import utcnow
+        from tests.clock import BEHIND_REAL_TIME, FIXED
+
+        def test_moved(tmp_path):
+            (tmp_path / "f").write_text("x")
+            real = datetime.fromtimestamp(os.stat(tmp_path / "f").st_mtime, UTC)
+            ahead = (utcnow() - real).days
+            assert 3649 <= ahead <= 3650, ahead
+            assert abs((datetime.fromtimestamp(time.time(), UTC) - utcnow()).total_seconds()) < 60
+            assert timedelta(0) <= utcnow() - FIXED - BEHIND_REAL_TIME < timedelta(hours=1)
+    """)
+    result = pytester.runpytest_subprocess("-p", "tests.timeshift", "--clock-shift=10y", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["clock: shifted 3650 days ahead, now *"])
