@@ -72,7 +72,7 @@ class PacingPolicy:
 
 
 class Pacer(Protocol):
-    def acquire(self, key: str, *, write: bool) -> None:
+    def acquire(self, key: str, *, write: bool) -> float | None:
         """Block until the caller may send its request for ``key`` (an installation)."""
         ...
 
@@ -89,20 +89,28 @@ class _SlotPacer:
         self._sleep = sleep
         self.waited = 0.0           # seconds this process spent waiting (for tests and metrics)
 
-    def acquire(self, key: str, *, write: bool) -> None:
+    def acquire(self, key: str, *, write: bool) -> float | None:
+        """Wait for ``key``'s next slot in its lane; when the lane is spaced, the slot's start on the
+        pacer's clock (the backend's: consecutive slots of a key are ``interval`` apart on it)."""
         lane = WRITE if write else READ
         interval = self.policy.interval(lane)
-        wait = self._reserve(key, lane, interval) if interval > 0 else self._peek(key, lane)
+        start: float | None = None
+        if interval > 0:
+            start, wait = self._reserve(key, lane, interval)
+        else:
+            wait = self._peek(key, lane)
         if wait > 0:
             self.waited += wait
             self._sleep(wait)
+        return start
 
     def hold(self, key: str, seconds: float) -> None:
         if seconds > 0:
             self._hold(key, seconds)
 
-    def _reserve(self, key: str, lane: str, interval: float) -> float:
-        """Take the next slot of ``key``/``lane`` (moving it ``interval`` on); seconds until it starts."""
+    def _reserve(self, key: str, lane: str, interval: float) -> tuple[float, float]:
+        """Take the next slot of ``key``/``lane`` (moving it ``interval`` on): its start on the backend's
+        clock, and the seconds until then."""
         raise NotImplementedError
 
     def _peek(self, key: str, lane: str) -> float:
@@ -123,12 +131,12 @@ class LocalPacer(_SlotPacer):
         self._next: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
-    def _reserve(self, key: str, lane: str, interval: float) -> float:
+    def _reserve(self, key: str, lane: str, interval: float) -> tuple[float, float]:
         with self._lock:
             now = self._clock()
             start = max(self._next.get((key, lane), 0.0), now)
             self._next[(key, lane)] = start + interval
-            return start - now
+            return start, start - now
 
     def _peek(self, key: str, lane: str) -> float:
         with self._lock:
@@ -149,7 +157,7 @@ _KEEP_LUA = ("local function keep(k, nxt) redis.call('SET', k, string.format('%.
 _RESERVE_LUA = _NOW_LUA + _KEEP_LUA + """
 local start = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
 keep(KEYS[1], start + tonumber(ARGV[1]))
-return string.format('%.6f', start - now)
+return {string.format('%.6f', start), string.format('%.6f', start - now)}
 """
 _PEEK_LUA = _NOW_LUA + """
 return string.format('%.6f', math.max(0, tonumber(redis.call('GET', KEYS[1]) or '0') - now))
@@ -181,8 +189,9 @@ class RedisPacer(_SlotPacer):
     def _name(self, key: str, lane: str) -> str:
         return f"{self.prefix}{key}:{lane}"
 
-    def _reserve(self, key: str, lane: str, interval: float) -> float:
-        return float(self._reserve_script(keys=[self._name(key, lane)], args=[repr(interval)]))
+    def _reserve(self, key: str, lane: str, interval: float) -> tuple[float, float]:
+        start, wait = self._reserve_script(keys=[self._name(key, lane)], args=[repr(interval)])
+        return float(start), float(wait)
 
     def _peek(self, key: str, lane: str) -> float:
         return float(self._peek_script(keys=[self._name(key, lane)]))
@@ -226,7 +235,7 @@ class SqlPacer(_SlotPacer):
         self._insert = sa.text("INSERT INTO api_pacing (key, lane, next_at) VALUES (:key, :lane, 0) "
                                "ON CONFLICT DO NOTHING")
         self._update = sa.text(f"UPDATE api_pacing SET next_at = {greatest}(next_at, {now}) + :interval "
-                               f"WHERE key = :key AND lane = :lane RETURNING next_at - :interval - {now}")
+                               f"WHERE key = :key AND lane = :lane RETURNING next_at - :interval, next_at - :interval - {now}")
         self._select = sa.text(f"SELECT next_at - {now} FROM api_pacing WHERE key = :key AND lane = :lane")
         self._bump = sa.text(f"UPDATE api_pacing SET next_at = {greatest}(next_at, {now} + :seconds) "
                              f"WHERE key = :key")
@@ -238,14 +247,14 @@ class SqlPacer(_SlotPacer):
 
         return cls(make_engine(url), policy, **kwargs)
 
-    def _reserve(self, key: str, lane: str, interval: float) -> float:
+    def _reserve(self, key: str, lane: str, interval: float) -> tuple[float, float]:
         params = {"key": key, "lane": lane, "interval": interval}
         with self.engine.begin() as conn:
-            wait = conn.execute(self._update, params).scalar()
-            if wait is None:
+            slot = conn.execute(self._update, params).one_or_none()
+            if slot is None:
                 conn.execute(self._insert, params)
-                wait = conn.execute(self._update, params).scalar()
-        return float(wait)
+                slot = conn.execute(self._update, params).one()
+        return float(slot[0]), float(slot[1])
 
     def _peek(self, key: str, lane: str) -> float:
         with self.engine.connect() as conn:
