@@ -16,6 +16,13 @@ Every request is validated (path and query parameters, content type, body) by
 code (every required field filled) and checked against it; a response the fake got wrong lands in
 ``fake.response_errors``. ``fake.calls`` records every call (method, path, template, status, write).
 
+Authentication as GitHub does it: the app's JWT for the ``/app`` endpoints; an installation token
+holds the permissions its installation granted — ``app.yaml``'s ``default_permissions`` unless a test
+says otherwise (:meth:`FakeGitHub.set_installation_permissions`) — and a call they do not allow is
+answered 403 ``{"message": "Resource not accessible by integration", "documentation_url": …,
+"status": "403"}`` and recorded in ``fake.denied``; the permissions each endpoint needs are in
+:mod:`tests.fakes.github_permissions`. Personal access tokens act with their user's role.
+
 Pytest: ``fake_github`` (function scope; indirect-parametrise it with a flavor) and
 ``github_validators`` (session scope) are plain fixtures defined here. Register them once in
 ``tests/conftest.py`` with::
