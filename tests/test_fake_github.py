@@ -60,11 +60,14 @@ def test_pygithub_plan_flow_breaks_no_rule(world):
     run.edit(output={"title": "1 manifest fails", "summary": "…", "annotations": [ANNOTATION] * 7})
     assert len(fake.check_runs(repo_name, head)[0].annotations) == 57
 
-    repo.get_commit(head).create_status("success", context="modelherd/approvals", description="2 of 2")
-    assert [s.context for s in fake.statuses(repo_name, head)] == ["modelherd/approvals"]
+    # app.yaml grants no ``statuses`` permission (the app reports with check runs): GitHub refuses
+    with pytest.raises(GithubException) as refused:
+        repo.get_commit(head).create_status("success", context="modelherd/approvals", description="2 of 2")
+    assert refused.value.status == 403 and refused.value.data["message"] == "Resource not accessible by integration"
+    assert fake.statuses(repo_name, head) == []
 
     assert fake.violations == [] and fake.response_errors == []
-    assert len(fake.writes()) == 6  # token, comment, edit, check run, update, status
+    assert len(fake.writes()) == 6  # token, comment, edit, check run, update, refused status
 
 
 @pytest.mark.parametrize("fake_github", FLAVORS, indirect=True)

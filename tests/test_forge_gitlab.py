@@ -254,6 +254,7 @@ def test_permission_inherited_blocked_and_unknown(fake_gitlab, project, forge):
 
 
 def test_team_membership_of_groups(fake_gitlab, forge):
+    fake_gitlab.add_group_member("acme/ml-owners", fake_gitlab.bot_username, GUEST)   # the bot must see the group
     fake_gitlab.add_group_member("acme/ml-owners", "frank")
     fake_gitlab.add_group_member("acme/ml-owners", "gina", state="awaiting")
     fake_gitlab.add_group_member("acme", "hank")
@@ -266,6 +267,15 @@ def test_team_membership_of_groups(fake_gitlab, forge):
     assert forge.team_membership("acme", "ml-owners", "ivy") is None
     assert forge.team_membership("acme", "ml-owners", "judy") is None
     assert forge.team_membership("nowhere", "team", "frank") is None
+
+
+def test_a_private_group_the_bot_cannot_see_has_no_members_for_it(fake_gitlab, forge):
+    """GitLab hides a private group from anyone outside it (404): a rule naming such a group is never
+    met, which is why the README asks for the bot to be a member of the groups rules name."""
+    fake_gitlab.add_group_member("acme/secret-reviewers", "frank")
+    assert forge.team_membership("acme", "secret-reviewers", "frank") is None
+    fake_gitlab.set_group_visibility("acme/secret-reviewers", "internal")
+    assert forge.team_membership("acme", "secret-reviewers", "frank") == "active"
 
 
 def test_commit_authors_by_public_email(fake_gitlab, project, forge):
@@ -519,10 +529,111 @@ def test_description_corrections_are_what_gitlab_does(fake_gitlab, project, clie
     gl = clients.client
     encoded = "acme%2Fml%2Fmodels"
     gl.http_post(f"/projects/{encoded}/repository/commits", post_data={   # JSON, not multipart
-        "branch": "main", "commit_message": "m", "actions": [{"action": "create", "file_path": "n", "content": "1"}]})
+        "branch": "side", "start_branch": "main", "commit_message": "m",
+        "actions": [{"action": "create", "file_path": "n", "content": "1"}]})
     assert isinstance(gl.http_get(f"/projects/{encoded}/repository/tree"), list)
     assert fake_gitlab.violations == [] and fake_gitlab.response_errors == []
     with pytest.raises(GitlabHttpError):
         gl.http_post(f"/projects/{encoded}/statuses/{fake_gitlab.head(project)}", post_data={"state": "bogus"})
     [violation] = fake_gitlab.take_violations()
     assert "state" in violation
+
+
+# -- the role the bot needs --------------------------------------------------------------------------------
+
+
+def gitlab_tour(fake: FakeGitLab, project: str, forge: GitLabForge) -> None:
+    """Every operation of the GitLab forge, as the handlers use them."""
+    fake.add_user("bob")
+    iid = open_mr(fake, project, {"models/a.yaml": "name: a\nv: 2\n"})
+    cr = forge.change_request(iid)
+    reader = forge.reader(cr)
+    reader.changed_files(cr.base_sha, cr.head_sha)
+    reader.read_many(cr.head_sha, ["models/a.yaml", "README.md"])
+    reader.list_files(cr.head_sha, "models")
+    forge.upsert_comment(iid, MARKER, "plan")
+    forge.upsert_comment(iid, MARKER, "plan, edited")
+    note = fake.add_note(project, iid, "alice", "/deploy prod")
+    forge.react(iid, note, "eyes")
+    forge.reviews(iid)
+    forge.commits(iid)
+    forge.permission("alice")
+    forge.team_membership("acme", "ml", "alice")
+    forge.report_check(cr.head_sha, CheckReport("modelherd/plan", CheckStatus.COMPLETED, "success", title="plan",
+                                                summary="ok"))
+    deployment = forge.create_deployment(cr.head_sha, "prod", description="rollout 1",
+                                         payload={"modelherd_rollout": "r1"}, production=True)
+    forge.set_deployment_status(deployment, "success", description="done")
+    forge.retire_environment("prod")
+    forge.open_revert_pull("main", {"models/a.yaml": "name: a\nv: 0\n"}, branch="modelherd/revert-1",
+                           title="Revert a", body="rolled back")
+
+
+def refused(fake: FakeGitLab) -> set[tuple[str, str]]:
+    return {(c.method, c.template.removeprefix("/api/v4")) for c in fake.calls if c.status == 403}
+
+
+@pytest.mark.parametrize("role", [DEVELOPER, MAINTAINER])
+def test_every_operation_works_with_the_developer_role(role):
+    with FakeGitLab(bot_role=role) as fake:
+        project = fake.add_project("acme/ml/models", files={"models/a.yaml": "name: a\n", "README.md": "# m\n"})
+        gitlab_tour(fake, project, GitLabClients(fake.url, fake.bot_token).forge(project))
+        assert refused(fake) == set()
+        fake.assert_clean()
+
+
+def test_reporter_is_not_enough():
+    """Developer is the least role: a Reporter bot can read and comment, but GitLab refuses it the
+    commit statuses, deployments and the revert merge request (403 Forbidden)."""
+    with FakeGitLab(bot_role=REPORTER) as fake:
+        project = fake.add_project("acme/ml/models", files={"models/a.yaml": "name: a\n", "README.md": "# m\n"})
+        forge = GitLabClients(fake.url, fake.bot_token).forge(project)
+        with pytest.raises(GitLabError) as caught:
+            gitlab_tour(fake, project, forge)
+        assert caught.value.status == 403
+        assert refused(fake) == {("POST", "/projects/{id}/statuses/{sha}")}   # the tour stops at the first
+        sha = fake.head(project)
+        for attempt in (lambda: forge.create_deployment(sha, "prod", description="r", production=True,
+                                                        payload={"modelherd_rollout": "r1"}),
+                        lambda: forge.open_revert_pull("main", {"models/a.yaml": "v: 0\n"}, branch="modelherd/r",
+                                                       title="Revert", body="")):
+            with pytest.raises(GitLabError) as caught:
+                attempt()
+            assert caught.value.status == 403
+        assert {" ".join(call) for call in refused(fake)} == {
+            "POST /projects/{id}/statuses/{sha}", "POST /projects/{id}/environments",
+            "POST /projects/{id}/repository/commits"}
+        iid = forge.open_pulls()[0]
+        assert forge.change_request(iid).number == iid                  # reading and commenting work
+        assert [n.body for n in fake.notes(project, iid) if "plan" in n.body]
+        fake.assert_clean()
+
+
+def test_a_guest_or_a_stranger_sees_nothing():
+    with FakeGitLab(bot_role=GUEST) as fake:
+        project = fake.add_project("acme/ml/models")
+        forge = GitLabClients(fake.url, fake.bot_token).forge(project)
+        with pytest.raises(GitLabError) as caught:
+            forge.reader().read_many("main", ["README.md"])
+        assert caught.value.status == 403
+    with FakeGitLab(bot_role=0) as fake:
+        project = fake.add_project("acme/ml/models")
+        with pytest.raises(GitLabError) as caught:
+            GitLabClients(fake.url, fake.bot_token).forge(project).open_pulls()
+        assert caught.value.status == 404                               # a private project is hidden
+
+
+def test_protected_default_branch_and_environment(fake_gitlab, project, clients, forge):
+    gl = clients.client
+    with pytest.raises(GitlabHttpError) as caught:
+        gl.http_post("/projects/acme%2Fml%2Fmodels/repository/commits", post_data={
+            "branch": "main", "commit_message": "m", "actions": [{"action": "create", "file_path": "n", "content": "1"}]})
+    assert caught.value.response_code == 403
+    assert caught.value.error_message == "403 Forbidden - You are not allowed to push into this branch"
+    fake_gitlab.protect_environment(project, "prod")                    # Maintainers deploy
+    sha = fake_gitlab.head(project)
+    with pytest.raises(GitLabError) as refused_deploy:
+        forge.create_deployment(sha, "prod", description="r", payload={"modelherd_rollout": "r1"}, production=True)
+    assert refused_deploy.value.status == 403
+    fake_gitlab.protect_environment(project, "prod", users=[fake_gitlab.bot_username])
+    assert forge.create_deployment(sha, "prod", description="r", payload={"modelherd_rollout": "r1"}, production=True)

@@ -28,7 +28,7 @@ from modelherd.comment import MARKER
 from modelherd.registry.memory import InMemoryRegistry
 from modelherd.settings import ClusterConfig, Provider
 
-from tests.fakes.gitlab import DEVELOPER, REPORTER
+from tests.fakes.gitlab import DEVELOPER, GUEST, REPORTER
 from tests.github_app import GitHubApp, example_files
 from tests.gitlab_app import GitLabApp
 
@@ -166,6 +166,7 @@ def _gitlab(request: pytest.FixtureRequest, tmp_path: Any, registry: InMemoryReg
     fake = request.getfixturevalue("fake_gitlab")
     app = GitLabApp(fake, tmp_path, registry, clusters=CLUSTERS, files=_files())
     fake.add_group_member("acme/risk-ml", "bob")                     # @acme/risk-ml: a GitLab group
+    fake.add_group_member("acme/risk-ml", fake.bot_username, GUEST)  # private: the bot must be in it to see it
     for user in ("alice", "bob"):
         fake.set_access_level(app.repo, user, DEVELOPER)              # Developer = GitHub's write
     fake.set_access_level(app.repo, "mallory", REPORTER)

@@ -466,3 +466,66 @@ def test_decommission_is_announced(slack_store: Store, queue: JobQueue, fake_sla
     assert texts[-2:] == ["Decommission started: churn in staging (was v3)",
                           "Decommissioned: churn in staging (was v3)"]
     assert "churn · staging: v3 → nothing, decommissioned" in summary.mrkdwn()[2]
+
+
+# -- scopes and channel membership, as Slack enforces them ------------------------------------------------
+
+
+def test_the_bot_token_holds_the_scopes_of_the_slack_app_manifest() -> None:
+    from tests.fakes.slack import FakeSlack, bot_scopes, load_slack_description, manifest_bot_scopes
+
+    assert manifest_bot_scopes() == ["chat:write"]
+    spec = load_slack_description()
+    assert bot_scopes(spec, "chat.postMessage") == bot_scopes(spec, "chat.update") == ["chat:write"]
+    assert FakeSlack().scopes == ["chat:write"]
+
+
+def test_every_scope_of_the_manifest_is_used(store: Store, queue: JobQueue, fake_slack: FakeSlack) -> None:
+    """The notifier's calls need every bot scope the manifest asks for, and nothing else (a method
+    needing another scope would be answered missing_scope, and the message marked failed)."""
+    notifier = make_notifier(store, queue, fake_slack)
+    for key, kind in [("plan", Kind.PLAN_READY), ("start", Kind.DEPLOY_STARTED), ("done", Kind.DEPLOY_SUCCEEDED)]:
+        notifier.notify(event(kind, key))
+        queue.drain()
+    assert all(c.ok for c in fake_slack.calls), fake_slack.calls
+    used = {scope for c in fake_slack.calls for scope in fake_slack.method_scopes[c.method]}
+    assert set(fake_slack.scopes) <= used
+
+
+def test_a_token_without_chat_write_is_refused_with_slacks_missing_scope(slack_store: Store, queue: JobQueue) -> None:
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    from tests.fakes.slack import FakeSlack
+
+    with FakeSlack(scopes=["channels:read"]) as fake:
+        with pytest.raises(SlackApiError) as refused:
+            WebClient(token=fake.token, base_url=fake.base_url).chat_postMessage(channel="#deploys", text="hi")
+        assert refused.value.response.data == {"ok": False, "error": "missing_scope", "needed": "chat:write",
+                                               "provided": "channels:read"}
+        assert refused.value.response.headers["X-Accepted-OAuth-Scopes"] == "chat:write"
+        notifier = make_notifier(slack_store, queue, fake)
+        notifier.notify(event(Kind.DEPLOY_STARTED, "a"))
+        queue.drain()
+        (message,) = slack_repo(slack_store).slack_messages()
+        assert message.state == "failed" and "missing_scope" in message.error
+        assert fake.messages == []
+        fake.assert_clean()
+
+
+def test_a_channel_the_bot_was_not_invited_to_is_refused(slack_store: Store, queue: JobQueue) -> None:
+    from tests.fakes.slack import FakeSlack
+
+    with FakeSlack(joined={"C0PRODOPS1"}) as fake:
+        notifier = make_notifier(slack_store, queue, fake)
+        notifier.notify(event(Kind.DEPLOY_STARTED, "a"))
+        queue.drain()
+        (message,) = slack_repo(slack_store).slack_messages()
+        assert message.state == "failed" and "not_in_channel" in message.error
+        fake.assert_clean()
+    with FakeSlack(joined=set(), scopes=["chat:write", "chat:write.public"]) as fake:
+        notifier = make_notifier(slack_store, queue, fake)
+        notifier.notify(event(Kind.DEPLOY_STARTED, "b"))
+        queue.drain()
+        assert [m.channel for m in fake.messages] == ["C0DEPLOYS1", "C0DEPLOYS1"]    # the summary, the detail
+        fake.assert_clean()

@@ -16,6 +16,13 @@ Every request is validated (path and query parameters, content type, body) by
 code (every required field filled) and checked against it; a response the fake got wrong lands in
 ``fake.response_errors``. ``fake.calls`` records every call (method, path, template, status, write).
 
+Authentication as GitHub does it: the app's JWT for the ``/app`` endpoints; an installation token
+holds the permissions its installation granted — ``app.yaml``'s ``default_permissions`` unless a test
+says otherwise (:meth:`FakeGitHub.set_installation_permissions`) — and a call they do not allow is
+answered 403 ``{"message": "Resource not accessible by integration", "documentation_url": …,
+"status": "403"}`` and recorded in ``fake.denied``; the permissions each endpoint needs are in
+:mod:`tests.fakes.github_permissions`. Personal access tokens act with their user's role.
+
 Pytest: ``fake_github`` (function scope; indirect-parametrise it with a flavor) and
 ``github_validators`` (session scope) are plain fixtures defined here. Register them once in
 ``tests/conftest.py`` with::
@@ -55,6 +62,7 @@ import pytest
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes import github_permissions as perms
 from tests.fakes.http import LocalServer, decode_body, link_header, response_problems
 from tests.fakes.openapi import OpenApiValidator, validator_for
 
@@ -80,12 +88,14 @@ class ApiError(Exception):
     """Raised by a handler: answered with GitHub's error body for ``status``."""
 
     def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, documentation_url: str = DOCS):
         super().__init__(message)
         self.status, self.message, self.errors, self.headers = status, message, errors, headers or {}
+        self.documentation_url = documentation_url
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"message": self.message, "documentation_url": DOCS, "status": str(self.status)}
+        body: dict[str, Any] = {"message": self.message, "documentation_url": self.documentation_url,
+                                "status": str(self.status)}
         if self.errors is not None:
             body["errors"] = self.errors
         return body
@@ -293,6 +303,7 @@ class Token:
     token: str
     installation_id: int
     expires_at: datetime
+    permissions: dict[str, str] = field(default_factory=dict)  # fixed when the token is minted
 
 
 @dataclass
@@ -323,6 +334,9 @@ class GitHubState:
         self.app_id, self.app_slug = app_id, app_slug
         self.repos: dict[str, Repo] = {}
         self.installations: dict[int, str] = {}  # installation id → account login
+        # what each installation's owner granted: app.yaml's default_permissions unless a test says
+        # otherwise (an owner who has not yet accepted a permission the app added later)
+        self.installation_permissions: dict[int, dict[str, str]] = {}
         self.pulls: dict[tuple[str, int], Pull] = {}
         self.reviews: list[Review] = []
         self.comments: dict[int, Comment] = {}
@@ -489,6 +503,7 @@ class Ctx:
     login: str | None  # who the token belongs to
     installation_id: int | None
     jwt_app_id: int | None  # set when authenticated as the app (JWT)
+    permissions: dict[str, str] | None = None  # an installation token's permissions
 
     def param_int(self, name: str) -> int:
         return int(self.params[name])
@@ -607,10 +622,7 @@ class GitHubApi:
                 "owner": self.user("modelherd-org"), "description": "Model deployments from pull requests",
                 "external_url": "https://modelherd.example.invalid", "html_url": f"{self.web}/apps/{self.s.app_slug}",
                 "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-                "permissions": {"checks": "write", "contents": "write", "issues": "write", "metadata": "read",
-                                "pull_requests": "write", "statuses": "write", "deployments": "write",
-                                "members": "read"},
-                "events": ["pull_request", "pull_request_review", "issue_comment", "check_run"]}
+                "permissions": perms.app_permissions(), "events": perms.app_events()}
 
     def installation(self, installation_id: int) -> dict[str, Any]:
         account = self.s.installations[installation_id]
@@ -620,7 +632,8 @@ class GitHubApi:
                 "access_tokens_url": self.url(f"/app/installations/{installation_id}/access_tokens"),
                 "repositories_url": self.url("/installation/repositories"),
                 "html_url": f"{self.web}/organizations/{account}/settings/installations/{installation_id}",
-                "permissions": self.app()["permissions"], "events": self.app()["events"],
+                "permissions": dict(self.s.installation_permissions[installation_id]),
+                "events": self.app()["events"],
                 "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
 
     def check_run(self, run: CheckRun) -> dict[str, Any]:
@@ -718,10 +731,16 @@ class GitHubApi:
         installation_id = ctx.param_int("installation_id")
         if installation_id not in self.s.installations:
             raise ApiError(404, "Not Found")
+        granted = self.s.installation_permissions[installation_id]
+        permissions = dict(granted)
+        if ctx.body("permissions"):
+            permissions = perms.narrowed(granted, ctx.body("permissions"))
+            if permissions is None:
+                raise ApiError(422, "The permissions requested are not granted to this installation.", errors=[])
         token = "ghs_" + hashlib.sha1(f"{installation_id}{time.time_ns()}".encode()).hexdigest()[:36]
         expires = utcnow() + timedelta(hours=1)
-        self.s.tokens[token] = Token(token, installation_id, expires)
-        return Reply(201, {"token": token, "expires_at": iso(expires), "permissions": self.app()["permissions"],
+        self.s.tokens[token] = Token(token, installation_id, expires, permissions)
+        return Reply(201, {"token": token, "expires_at": iso(expires), "permissions": permissions,
                            "repository_selection": "all"})
 
     @endpoint("GET", "/repos/{owner}/{repo}/installation")
@@ -1308,7 +1327,7 @@ class GitHubApi:
     def _require_write(self, repo: Repo, ctx: Ctx) -> None:
         login = ctx.actor()
         if ctx.installation_id is not None:
-            return  # the app holds write permissions on its installations' repositories
+            return  # an installation token's permissions were checked before the handler ran
         if self.s.collaborator_permission(repo, login) not in ("admin", "maintain", "write"):
             raise ApiError(403, "Resource not accessible by personal access token")
 
@@ -1367,6 +1386,8 @@ class FakeGitHub(LocalServer):
         self.calls: list[Call] = []
         self.violations: list[str] = []
         self.response_errors: list[str] = []
+        # (method, template, permissions it needs) of every installation-token call refused 403
+        self.denied: list[tuple[str, str, str]] = []
         self.lock = threading.RLock()
         self.host_url = ""
         self.api = GitHubApi(self.state, self.url, "https://github.example.invalid", self.codeload_url)
@@ -1437,11 +1458,22 @@ class FakeGitHub(LocalServer):
 
     # -- test-side state helpers ------------------------------------------------------------------
 
-    def add_installation(self, account: str, installation_id: int | None = None) -> int:
+    def add_installation(self, account: str, installation_id: int | None = None, *,
+                         permissions: dict[str, str] | None = None) -> int:
+        """An installation of the app on ``account``, granted ``permissions`` (default: what
+        ``app.yaml`` asks for, as when its owner accepts the app)."""
         with self.lock:
             installation_id = installation_id or self.state.next_id()
             self.state.installations[installation_id] = account
+            self.state.installation_permissions[installation_id] = dict(
+                perms.app_permissions() if permissions is None else permissions)
             return installation_id
+
+    def set_installation_permissions(self, owner: str, permissions: dict[str, str]) -> None:
+        """What the owner of ``owner``'s installation granted from now on; tokens minted before keep
+        theirs until they expire, as on GitHub."""
+        with self.lock:
+            self.state.installation_permissions[self.installation_id(owner)] = dict(permissions)
 
     def add_repo(self, owner: str, name: str, default_branch: str = "main", *, private: bool = False,
                  files: dict[str, str] | None = None) -> str:
@@ -1736,6 +1768,7 @@ class FakeGitHub(LocalServer):
             return self.faults.answer(fault, self.rate)
         try:
             ctx = self._context(request, method, path, route.params, call)
+            self._check_permissions(ctx, route.template)
             reply = getattr(self.api, handler)(ctx)
         except ApiError as error:
             self.rate.spend()
@@ -1755,7 +1788,7 @@ class FakeGitHub(LocalServer):
         return reply.status, body, headers
 
     def _context(self, request: Request, method: str, path: str, params: dict[str, str], call: Call) -> Ctx:
-        login = installation_id = app_id = None
+        login = installation_id = app_id = permissions = None
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
         credential = credential.strip()
         if scheme.lower() == "bearer" and credential.count(".") == 2:
@@ -1767,13 +1800,33 @@ class FakeGitHub(LocalServer):
                 if token.expires_at <= utcnow():
                     raise ApiError(401, "Bad credentials")
                 login, installation_id = self.state.bot_login, token.installation_id
+                permissions = token.permissions
             elif credential.startswith("ghs_"):   # an installation token this server never issued
                 raise ApiError(401, "Bad credentials")
             else:
                 login = self.state.user_tokens.get(credential, "octocat")
         call.login = login
         return Ctx(method, path, params, request.args, call.body if isinstance(call.body, (dict, list)) else None,
-                   request.headers, login, installation_id, app_id)
+                   request.headers, login, installation_id, app_id, permissions)
+
+    def _check_permissions(self, ctx: Ctx, template: str) -> None:
+        """An installation token may call only what its permissions allow (GitHub's 403 otherwise),
+        after :mod:`tests.fakes.github_permissions`; an endpoint missing from that table is a hole in
+        the suite and recorded as a violation."""
+        if ctx.installation_id is None:
+            return
+        key = (ctx.method, template)
+        if key in perms.APP_ENDPOINTS:
+            return                                 # they demand the JWT themselves (401)
+        if key not in perms.ENDPOINTS:
+            self.violations.append(f"{ctx.method} {ctx.path}: {template} has no entry in "
+                                   "tests/fakes/github_permissions.py (which permission does GitHub require?)")
+            raise ApiError(403, "Resource not accessible by integration")
+        if not perms.allowed(ctx.permissions or {}, *key):
+            self.denied.append((ctx.method, template, perms.describe(perms.ENDPOINTS[key])))
+            operation = self.validator.operation(ctx.method, template) or {}
+            raise ApiError(403, "Resource not accessible by integration",
+                           documentation_url=(operation.get("externalDocs") or {}).get("url", DOCS))
 
     def _verify_jwt(self, token: str) -> int:
         try:

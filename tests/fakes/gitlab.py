@@ -34,6 +34,17 @@ Where the description lacks what the bot needs, this fake follows GitLab's REST 
 * The deployments API creates and updates only ``running``/``success``/``failed``/``canceled``
   (description and documentation agree; ``created`` exists only for CI-made deployments).
 
+Access, as GitLab enforces it for the token's user (projects and groups are private, GitLab's
+default): a project the user has no role in answers 404 "Project Not Found"; reading code, merge
+requests, notes, statuses, environments and deployments needs Reporter; writing commits, branches,
+merge requests, commit statuses, environments and deployments needs Developer; pushing to a
+protected branch (the default branch) needs Maintainer ("403 Forbidden - You are not allowed to push
+into this branch"); a protected environment (:meth:`FakeGitLab.protect_environment`) takes deployments
+only from the role or users allowed to deploy; a private group is visible only to its members (its
+ancestors' and subgroups' too) and to members of its projects (404 "Group Not Found" otherwise).
+Refusals answer GitLab's ``{"message": "403 Forbidden"}``. The bot's role is ``bot_role`` (Developer,
+the role the README tells users to give it); ``admin`` is an instance administrator.
+
 GitLab behaviours the fake reproduces because the adapter must live with them: a commit status
 cannot move to the state it has (400 "Cannot transition status via :run from :running"); an emoji
 awarded twice answers 404 "Award Emoji Name has already been taken"; a second open MR from the same
@@ -152,6 +163,7 @@ class Project:
     branches: dict[str, str] = field(default_factory=dict)      # name → commit sha
     members: dict[int, int] = field(default_factory=dict)       # user id → access level
     reset_approvals_on_push: bool = False
+    protected_branches: dict[str, int] = field(default_factory=dict)   # name → least level that may push
 
     @property
     def name(self) -> str:
@@ -231,6 +243,8 @@ class Environment:
     external_url: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     state: str = "available"                     # available | stopping | stopped
+    deploy_level: int | None = None              # protected: the least level allowed to deploy
+    deployers: set[int] = field(default_factory=set)   # protected: users allowed to deploy whatever their level
 
 
 @dataclass
@@ -275,6 +289,8 @@ class GitLabState:
         self.tokens: dict[str, int] = {}
         self.projects: dict[int, Project] = {}
         self.groups: dict[str, dict[int, tuple[int, str]]] = {}     # full path → user id → (level, state)
+        self.group_visibility: dict[str, str] = {}                  # full path → private | internal | public
+        self.admins: set[int] = set()                               # instance administrators
         self.mrs: dict[tuple[int, int], MergeRequest] = {}
         self.notes: dict[int, Note] = {}
         self.statuses: list[CommitStatus] = []
@@ -330,6 +346,18 @@ class GitLabState:
                 level, state = members.get(user_id, (0, "active"))
                 levels.append(level if state == "active" else 0)
         return max(levels)
+
+    def can_read_group(self, group: str, user_id: int) -> bool:
+        """Whether ``user_id`` sees ``group``: an administrator, a public or internal group, a member
+        of it, of an ancestor or of a subgroup, or a member of a project below it."""
+        if user_id in self.admins or self.group_visibility.get(group, "private") != "private":
+            return True
+        for path, members in self.groups.items():
+            related = path == group or group.startswith(path + "/") or path.startswith(group + "/")
+            if related and members.get(user_id, (0, ""))[0] > 0:
+                return True
+        return any(self.access_level(project, user_id) >= GUEST for project in self.projects.values()
+                   if project.path.startswith(group + "/"))
 
     def group_member(self, group: str, user_id: int) -> tuple[int, str] | None:
         """The membership of ``user_id`` in ``group`` or inherited from an ancestor (the highest)."""
@@ -529,7 +557,7 @@ class GitLabApi:
 
     @endpoint("GET", "/projects/{id}")
     def get_project(self, ctx: Ctx) -> Reply:
-        project = self._project(ctx)
+        project = self._project(ctx, GUEST)
         name = project.path.rpartition("/")[2]
         return Reply(200, {"id": project.id, "name": name, "path": name, "path_with_namespace": project.path,
                            "name_with_namespace": project.path.replace("/", " / "),
@@ -596,6 +624,7 @@ class GitLabApi:
         project = self._project(ctx)
         user = self._require(project, ctx, DEVELOPER)
         branch = ctx.body("branch")
+        self._require_push(project, ctx, branch)
         start = ctx.body("start_sha") or (ctx.body("start_branch") and self._branch(project, ctx.body("start_branch")))
         exists = branch in project.branches
         if start and exists and not ctx.body("force"):
@@ -912,7 +941,7 @@ class GitLabApi:
 
     @endpoint("GET", "/projects/{id}/members/all/{user_id}")
     def get_project_member(self, ctx: Ctx) -> Reply:
-        project = self._project(ctx)
+        project = self._project(ctx, GUEST)
         user_id = ctx.int("user_id")
         level = self.s.access_level(project, user_id)
         if not level or user_id not in self.s.users:
@@ -934,9 +963,9 @@ class GitLabApi:
         return Reply(200, self.member(ctx.int("user_id"), *found))
 
     def _group(self, ctx: Ctx) -> str:
-        ctx.actor()
+        user = ctx.actor()
         path = ctx.params["id"]
-        if path not in self.s.groups:
+        if path not in self.s.groups or not self.s.can_read_group(path, user.id):
             raise ApiError(404, "Group Not Found")
         return path
 
@@ -1012,6 +1041,7 @@ class GitLabApi:
         if env is None:
             env = Environment(self.s.next_id(), project.id, name, _tier(name))
             self.s.environments[env.id] = env
+        self._require_deploy(env, ctx)
         env.state = "available"                  # a deployment to a stopped environment starts it again
         now = self.s.tick()
         deployment = Deployment(self.s.next_id(), self.s.next_iid("deployment", project.id), project.id, env.id, sha,
@@ -1027,6 +1057,7 @@ class GitLabApi:
     def update_deployment(self, ctx: Ctx) -> Reply:
         deployment = self._deployment(ctx)
         self._require(self._project(ctx), ctx, DEVELOPER)
+        self._require_deploy(self.s.environments[deployment.environment_id], ctx)
         if ctx.body("status") == deployment.status:
             raise ApiError(400, f"Cannot transition status via :{ctx.body('status')} from :{deployment.status}")
         deployment.status, deployment.updated_at = ctx.body("status"), self.s.tick()
@@ -1041,15 +1072,39 @@ class GitLabApi:
 
     # -- shared helpers ---------------------------------------------------------------------------
 
-    def _project(self, ctx: Ctx) -> Project:
-        ctx.actor()
-        return self.s.project(ctx.params["id"])
+    def _project(self, ctx: Ctx, level: int = REPORTER) -> Project:
+        """The project of the path, when the token's user may see it (a private project: members only,
+        404 for anyone else, as GitLab hides it) and holds ``level`` (403 otherwise)."""
+        user = ctx.actor()
+        project = self.s.project(ctx.params["id"])
+        if user.id not in self.s.admins:
+            held = self.s.access_level(project, user.id)
+            if held < GUEST:
+                raise ApiError(404, "Project Not Found")
+            if held < level:
+                raise ApiError(403, "Forbidden")
+        return project
 
     def _require(self, project: Project, ctx: Ctx, level: int) -> User:
         user = ctx.actor()
-        if self.s.access_level(project, user.id) < level:
+        if user.id not in self.s.admins and self.s.access_level(project, user.id) < level:
             raise ApiError(403, "Forbidden")
         return user
+
+    def _require_push(self, project: Project, ctx: Ctx, branch: str) -> None:
+        """A protected branch takes pushes only from its allowed level (the default branch: Maintainer)."""
+        user = ctx.actor()
+        allowed = project.protected_branches.get(branch)
+        if allowed is not None and user.id not in self.s.admins and self.s.access_level(project, user.id) < allowed:
+            raise ApiError(403, "Forbidden - You are not allowed to push into this branch")
+
+    def _require_deploy(self, env: Environment, ctx: Ctx) -> None:
+        """A protected environment takes deployments only from the level or users allowed to deploy."""
+        user = ctx.actor()
+        if env.deploy_level is None or user.id in self.s.admins or user.id in env.deployers:
+            return
+        if self.s.access_level(self.s.projects[env.project_id], user.id) < env.deploy_level:
+            raise ApiError(403, "Forbidden")
 
     def _ref(self, project: Project, ref: str | None) -> str:
         if not ref:
@@ -1173,7 +1228,7 @@ class FakeGitLab(LocalServer):
     """
 
     def __init__(self, *, validator: OpenApiValidator | None = None, bot_username: str = "modelherd-bot",
-                 validate_responses: bool = True) -> None:
+                 validate_responses: bool = True, bot_role: int = DEVELOPER) -> None:
         self.validator = validator or gitlab_validator_for(served_templates())
         self.validate_responses = validate_responses
         self.state = GitLabState()
@@ -1186,8 +1241,9 @@ class FakeGitLab(LocalServer):
         self.api = GitLabApi(self.state, "https://gitlab.example.invalid")
         self.bot_token = "glpat-modelherd-bot"
         self.bot_username = bot_username
+        self.bot_role = bot_role
         self.add_user(bot_username, bot=True, token=self.bot_token)
-        self.add_user("admin", token="glpat-admin")
+        self.state.admins.add(self.add_user("admin", token="glpat-admin"))
 
     thread_name = "fake-gitlab"
 
@@ -1242,15 +1298,17 @@ class FakeGitLab(LocalServer):
 
     def add_project(self, path: str, default_branch: str = "main", *, files: dict[str, str] | None = None,
                     reset_approvals_on_push: bool = False) -> str:
-        """A project (``group/name``) whose default branch has an initial commit; the bot is a
-        Developer of it. Returns its path."""
+        """A private project (``group/name``) whose default branch has an initial commit and is
+        protected (Maintainers push); the bot holds :attr:`bot_role` in it. Returns its path."""
         with self.lock:
             project = Project(self.state.next_id(), path, default_branch,
-                              reset_approvals_on_push=reset_approvals_on_push)
+                              reset_approvals_on_push=reset_approvals_on_push,
+                              protected_branches={default_branch: MAINTAINER})
             self.state.projects[project.id] = project
             tree = self.state.git.derive_tree({}, files or {"README.md": f"# {project.name}\n"})
             project.branches[default_branch] = self.state.git.put_commit(tree, [], "Initial commit", "admin")
-            project.members[self.user_id(self.bot_username)] = DEVELOPER
+            if self.bot_role:
+                project.members[self.user_id(self.bot_username)] = self.bot_role
             return path
 
     def project(self, path: str) -> Project:
@@ -1371,11 +1429,32 @@ class FakeGitLab(LocalServer):
                 members.pop(self.user_id(username), None)
 
     def add_group_member(self, group: str, username: str, level: int = DEVELOPER, *, state: str = "active") -> None:
-        """A member of the group (full path); ``state``: active or awaiting (a seat not approved yet)."""
+        """A member of the group (full path; a new group is private); ``state``: active or awaiting
+        (a seat not approved yet)."""
         if state not in ("active", "awaiting"):
             raise ValueError("state must be active or awaiting")
         with self.lock:
             self.state.groups.setdefault(group, {})[self.user_id(username)] = (level, state)
+
+    def set_group_visibility(self, group: str, visibility: str) -> None:
+        """``private`` (members, and members of its projects, see it), ``internal`` or ``public``."""
+        if visibility not in ("private", "internal", "public"):
+            raise ValueError("visibility must be private, internal or public")
+        with self.lock:
+            self.state.groups.setdefault(group, {})
+            self.state.group_visibility[group] = visibility
+
+    def protect_environment(self, project: str, name: str, deploy_level: int = MAINTAINER,
+                            users: Iterable[str] = ()) -> None:
+        """Protect the environment ``name`` (created if missing): only ``deploy_level`` and above, and
+        ``users``, may deploy to it."""
+        with self.lock:
+            p = self.project(project)
+            env = self.environment(project, name)
+            if env is None:
+                env = Environment(self.state.next_id(), p.id, name, _tier(name))
+                self.state.environments[env.id] = env
+            env.deploy_level, env.deployers = deploy_level, {self.user_id(u) for u in users}
 
     # -- HTTP -------------------------------------------------------------------------------------
 

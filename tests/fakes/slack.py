@@ -22,6 +22,20 @@ limits (50 blocks, 3000 characters of section text, 10 context elements), an exi
 existing parent for ``thread_ts`` (a top-level message: a reply's ``ts`` is refused), an existing message
 for ``chat.update``, ``reply_broadcast`` only in a thread.
 
+Scopes, as Slack enforces them for a bot token: the token holds the bot scopes of the Slack app
+manifest the README tells users to create (``deploy/slack-app-manifest.yaml``, read at test time), and
+a method whose scope it lacks is answered ``{"ok": false, "error": "missing_scope", "needed": …,
+"provided": …}`` (with Slack's ``X-OAuth-Scopes`` / ``X-Accepted-OAuth-Scopes`` headers on every
+answer). The scope a method needs comes from the description's ``security`` (``slackAuth``), which
+still names the pre-2020 scopes: :data:`GRANULAR` maps them to the bot scopes of today's apps
+(``chat:write:bot`` → ``chat:write``; ``chat:write:user`` is a user-token scope), and
+``conversations.info`` needs the scope of the conversation's kind (``channels:read`` for a public
+channel). The description's error schemas of ``chat.postMessage`` and ``chat.update`` lack
+``missing_scope`` and its ``needed``/``provided`` fields, which Slack sends for every method (its
+``conversations.info`` schema has them): :func:`scope_error_schema` adds them. A bot posts only in a
+channel it is a member of (``not_in_channel``) unless it holds ``chat:write.public``; the bot is a
+member of every channel of the fake unless told otherwise (``joined``), as after ``/invite``.
+
 Faults: :meth:`FakeSlack.rate_limit` answers the next calls 429 with ``Retry-After``;
 :meth:`FakeSlack.outage` answers 503 (or :meth:`FakeSlack.down` as a context manager) until
 :meth:`FakeSlack.recover`.
@@ -32,6 +46,7 @@ its teardown fails the test when a call broke the description.
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import json
@@ -39,11 +54,13 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 import jsonschema
 import pytest
+import yaml
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -55,6 +72,37 @@ DEFAULT_CHANNELS = {"C0DEPLOYS1": "deploys", "C0PRODOPS1": "prod-deploys", "C0ST
                     "C0RISKML01": "risk-ml", "C0DRIFT001": "model-drift"}
 TEAM_ID, BOT_ID, BOT_USER = "T0FAKETEAM", "B0FAKEBOT1", "U0FAKEBOT1"
 MAX_BLOCKS, SECTION_TEXT, HEADER_TEXT, CONTEXT_ELEMENTS = 50, 3000, 150, 10
+SLACK_APP_MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "slack-app-manifest.yaml"
+#: The description's (pre-granular) scope names → the bot scope of a Slack app today; None: not a bot
+#: scope (a user token's).
+GRANULAR = {"chat:write:bot": "chat:write", "chat:write:user": None}
+#: conversations.info: the scope per kind of conversation (Slack's documentation of the method).
+CONVERSATION_SCOPES = {"public": "channels:read", "private": "groups:read", "im": "im:read", "mpim": "mpim:read"}
+
+
+def manifest_bot_scopes(path: Path = SLACK_APP_MANIFEST) -> list[str]:
+    """The bot scopes of the Slack app manifest users are told to create."""
+    manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return list(manifest["oauth_config"]["scopes"]["bot"])
+
+
+def bot_scopes(spec: Mapping[str, Any], method: str) -> list[str]:
+    """The bot scopes that let a bot token call ``method`` (any one), from the description."""
+    operation = next(iter(spec["paths"][f"/{method}"].values()))
+    named = [scope for entry in operation.get("security", []) for scope in entry.get("slackAuth", [])]
+    scopes = [GRANULAR.get(scope, scope) for scope in named]
+    return [scope for scope in dict.fromkeys(scopes) if scope and scope != "none"]
+
+
+def scope_error_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """An error schema that also admits ``missing_scope`` with its ``needed`` and ``provided``."""
+    fixed = copy.deepcopy(dict(schema))
+    enum = fixed.get("properties", {}).get("error", {}).get("enum")
+    if enum is not None and "missing_scope" not in enum:
+        enum.append("missing_scope")
+    fixed.setdefault("properties", {}).setdefault("needed", {"type": "string"})
+    fixed["properties"].setdefault("provided", {"type": "string"})
+    return fixed
 
 
 @functools.cache
@@ -131,10 +179,12 @@ class SwaggerMethodValidator:
     def validate_response(self, status: int, body: Any) -> list[str]:
         """Errors of a response body against the success (200, ok) or the error (default) schema."""
         responses = self.operation["responses"]
-        response = responses["200"] if status == 200 and body.get("ok") else responses.get("default")
+        ok = status == 200 and body.get("ok")
+        response = responses["200"] if ok else responses.get("default")
         if response is None or "schema" not in response:
             return []
-        schema = {**response["schema"], "definitions": self.definitions}
+        schema = response["schema"] if ok else scope_error_schema(response["schema"])
+        schema = {**schema, "definitions": self.definitions}
         return [f"{self.method} response: {_where(e)}: {e.message}"
                 for e in jsonschema.Draft4Validator(schema).iter_errors(body)]
 
@@ -192,16 +242,18 @@ class Call:
 class SlackError(Exception):
     """Answered ``{"ok": false, "error": code}`` with ``status`` (200 unless told)."""
 
-    def __init__(self, code: str, status: int = 200, headers: dict[str, str] | None = None):
+    def __init__(self, code: str, status: int = 200, headers: dict[str, str] | None = None,
+                 **fields: str):
         super().__init__(code)
-        self.code, self.status, self.headers = code, status, headers or {}
+        self.code, self.status, self.headers, self.fields = code, status, headers or {}, fields
 
 
 class SlackState:
     """Channels and their messages, with Slack's rules for posting, threading and updating."""
 
-    def __init__(self, channels: Mapping[str, str]):
+    def __init__(self, channels: Mapping[str, str], joined: set[str] | None = None):
         self.channels = dict(channels)            # id → name
+        self.joined = set(self.channels) if joined is None else set(joined)   # where the bot is a member
         self.messages: list[Posted] = []
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
@@ -285,12 +337,17 @@ def check_blocks(blocks: list[dict[str, Any]] | None) -> None:
 class FakeSlack:
     """The HTTP server, validation, faults and recording (see the module docstring)."""
 
-    def __init__(self, channels: Mapping[str, str] | None = None, token: str = "xoxb-fake-test-token"):
+    def __init__(self, channels: Mapping[str, str] | None = None, token: str = "xoxb-fake-test-token", *,
+                 scopes: list[str] | None = None, joined: set[str] | None = None):
+        """``scopes``: the bot token's (default: the manifest's); ``joined``: ids of the channels the bot
+        is a member of (default: all)."""
         spec = load_slack_description()
         self.validators = {m: SwaggerMethodValidator(spec, m) for m in SERVED}
+        self.method_scopes = {m: bot_scopes(spec, m) for m in SERVED}
         self.known_methods = {p.lstrip("/") for p in spec["paths"]}
         self.token = token
-        self.state = SlackState(channels or DEFAULT_CHANNELS)
+        self.scopes = list(manifest_bot_scopes() if scopes is None else scopes)
+        self.state = SlackState(channels or DEFAULT_CHANNELS, joined)
         self.calls: list[Call] = []
         self.violations: list[str] = []
         self.response_errors: list[str] = []
@@ -400,13 +457,17 @@ class FakeSlack:
             if errors:
                 self.violations.extend(errors)
                 raise SlackError("invalid_arguments")
+            self._authorize(method, args)
             status, body = 200, self._dispatch(method, args)
         except SlackError as exc:
-            status, body = exc.status, {"ok": False, "error": exc.code}
+            status, body = exc.status, {"ok": False, "error": exc.code, **exc.fields}
         if method in self.validators:
             self.response_errors.extend(self.validators[method].validate_response(status, body))
         self.calls.append(Call(method, status, bool(body.get("ok")), body.get("error"), args))
-        return status, body, {}
+        headers = {"X-OAuth-Scopes": ",".join(self.scopes)}
+        if method in self.method_scopes:
+            headers["X-Accepted-OAuth-Scopes"] = ",".join(self.method_scopes[method])
+        return status, body, headers
 
     def _fault(self) -> tuple[int, Any, dict[str, str]] | None:
         with self._lock:
@@ -439,6 +500,18 @@ class FakeSlack:
             raise SlackError("not_authed")
         if token != self.token:
             raise SlackError("invalid_auth")
+
+    def _authorize(self, method: str, args: Mapping[str, Any]) -> None:
+        """Slack's scope check for the bot token, then channel membership for posting."""
+        accepted = self.method_scopes[method]
+        if method == "conversations.info":
+            accepted = [CONVERSATION_SCOPES["public"]]          # the fake's channels are public
+        if accepted and not set(accepted) & set(self.scopes):
+            raise SlackError("missing_scope", needed=",".join(accepted), provided=",".join(self.scopes))
+        if method == "chat.postMessage":
+            channel = self.state.channel_id(str(args.get("channel", "")))
+            if channel not in self.state.joined and "chat:write.public" not in self.scopes:
+                raise SlackError("not_in_channel")
 
     def _dispatch(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method == "chat.postMessage":
