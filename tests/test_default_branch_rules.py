@@ -86,7 +86,6 @@ def assert_nothing_deployed(forge: Forge, registry: InMemoryRegistry) -> None:
 # -- a pull request into another branch --------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: rules are read at the PR's base, not the default branch's tip")
 def test_deploy_of_a_pull_request_into_another_branch_is_refused(forge, registry):
     number = lax_pull(forge)
     reply = forge.command(number, "alice", "/deploy production")
@@ -96,7 +95,6 @@ def test_deploy_of_a_pull_request_into_another_branch_is_refused(forge, registry
     assert forge.app.store.locks(forge.app.repo) == []              # it never took production's lock
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: rules are read at the PR's base, not the default branch's tip")
 def test_deploy_of_staging_from_another_branch_is_refused_too(forge, registry):
     number = lax_pull(forge)
     reply = forge.command(number, "alice", "/deploy staging")
@@ -104,7 +102,6 @@ def test_deploy_of_staging_from_another_branch_is_refused_too(forge, registry):
     assert_nothing_deployed(forge, registry)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: rules are read at the PR's base, not the default branch's tip")
 def test_plan_of_a_pull_request_into_another_branch_says_it_cannot_deploy(forge, registry):
     number = lax_pull(forge)
     reply = forge.command(number, "alice", "/plan")
@@ -119,7 +116,6 @@ def test_plan_of_a_pull_request_into_another_branch_says_it_cannot_deploy(forge,
     assert_nothing_deployed(forge, registry)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: rules are read at the PR's base, not the default branch's tip")
 def test_rollback_on_a_pull_request_into_another_branch_is_refused(forge):
     number = lax_pull(forge)
     reply = forge.command(number, "alice", "/rollback production")
@@ -147,7 +143,6 @@ def tighten(config: str, how: str) -> str:
 
 
 @pytest.mark.parametrize("how", ["protected", "approval"])
-@pytest.mark.xfail(strict=True, reason="issue 11: rules are read at the PR's base, not the default branch's tip")
 def test_deploy_applies_a_rule_tightened_on_the_default_branch_since_the_plan(forge, registry, how):
     app = forge.app
     app.fake.add_commit(app.repo, {".modelherd.yaml": relaxed(app.file(".modelherd.yaml"))}, branch="main",
@@ -162,3 +157,22 @@ def test_deploy_applies_a_rule_tightened_on_the_default_branch_since_the_plan(fo
     expected = "is protected" if how == "protected" else "approvals are missing"
     assert "refused" in reply and expected in reply, reply
     assert_nothing_deployed(forge, registry)
+
+
+# -- after a merge into the default branch ----------------------------------------------------------------
+
+
+def test_a_merged_pull_request_does_not_loosen_the_rules_of_its_own_rollout(forge, registry):
+    """The default branch's tip holds the merged change itself: when that change loosened the rules, its
+    own rollout keeps those it was planned with (production needed an owner's approval; nobody gave it)."""
+    app = forge.app
+    number = open_into(forge, "main", {**app.bump("fraud-detector", 1, 2),
+                                       ".modelherd.yaml": relaxed(app.file(".modelherd.yaml"))})
+    assert forge.status(forge.head(number), "modelherd/approvals") == "pending"
+    forge.merge(number)
+    app.run_rollouts()
+    assert {r.environment: r.state for r in app.store.list_rollouts(repo=app.repo)} == {"staging": "succeeded"}
+    assert registry.resolve("fraud-detector", alias="staging").version == "2"
+    with pytest.raises(Exception, match="no alias"):
+        registry.resolve("fraud-detector", alias="production")
+    assert any("its approval rules were not satisfied when it was merged" in body for body in forge.comments(number))
