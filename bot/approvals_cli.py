@@ -1,7 +1,7 @@
 """``modelherd approvals``: a dry run of the approval rules for a change, explained rule by rule.
 
 Plans the change between two revisions of a local repository with the same planner the app uses (rules
-from the base revision), takes the rules it asks for (:func:`~modelherd.checks.approvals.requirements_for`)
+at the default branch's tip), takes the rules it asks for (:func:`~modelherd.checks.approvals.requirements_for`)
 and evaluates them against a file of reviews with the same pure function as the app
 (:func:`~modelherd.checks.approvals.evaluate`).  Nothing here talks to a forge: who wrote the PR, who
 pushed to it, which teams hold whom and who has write access are given on the command line.
@@ -161,9 +161,10 @@ def outcome_to_dict(outcome: ApprovalOutcome) -> dict[str, Any]:
             "rules": [rule(r) for r in outcome.results]}
 
 
-def _plan(repo: str, base: str, head: str, settings_path: str | None, no_registry: bool, now: str | None):
+def _plan(repo: str, base: str, head: str, settings_path: str | None, no_registry: bool, now: str | None,
+          rules: str | None = None):
     """(plan, source, head SHA): the change planned exactly as ``modelherd plan`` plans it."""
-    from modelherd.cli import _now, _registries, _settings
+    from modelherd.cli import _now, _registries, _settings, rules_revision
     from modelherd.forges.base import SourceError
     from modelherd.forges.localgit import LocalGit
     from modelherd.planner import PlanContext, build_plan
@@ -174,7 +175,7 @@ def _plan(repo: str, base: str, head: str, settings_path: str | None, no_registr
     source = LocalGit(repo)
     try:
         base_sha, head_sha = source.resolve(base), source.resolve(head)
-        return build_plan(source, base_sha, head_sha, ctx), source, head_sha
+        return build_plan(source, base_sha, head_sha, ctx, rules_ref=rules_revision(source, rules)), source, head_sha
     except SourceError as exc:
         raise _user_error(str(exc)) from None
 
@@ -182,8 +183,10 @@ def _plan(repo: str, base: str, head: str, settings_path: str | None, no_registr
 @click.command("approvals")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False, exists=True),
               help="A local git repository.")
-@click.option("--base", required=True, help="The base revision: the rules are read there.")
+@click.option("--base", required=True, help="The pull request's base revision.")
 @click.option("--head", default="HEAD", show_default=True, help="The pull request's head revision.")
+@click.option("--rules", help="The revision whose rules apply. Default: the tip of the default branch "
+                              "(origin/HEAD's, else main or master), as the app reads them.")
 @click.option("--reviews", "reviews_path", required=True, type=click.Path(dir_okay=False, exists=True),
               help="JSON/YAML list of GitHub-shaped reviews (user.login, user.type, state, commit_id, "
                    "submitted_at); commit_id may also name a revision of the repository.")
@@ -205,13 +208,13 @@ def _plan(repo: str, base: str, head: str, settings_path: str | None, no_registr
 def approvals(repo: str, base: str, head: str, reviews_path: str, author: str, committers: tuple[str, ...],
               bots: tuple[str, ...], teams_path: str | None, permissions_path: str | None,
               writers: tuple[str, ...], any_sha: bool, settings_path: str | None, no_registry: bool,
-              now: str | None, fmt: str) -> None:
+              now: str | None, fmt: str, rules: str | None) -> None:
     """Explain, rule by rule, whether a change between two revisions is approved by the given reviews.
 
     Exit status: 0 approved, 1 waiting for approvals, 2 a rule cannot be decided or satisfied (or the
     policies could not be evaluated, so rules may be missing).
     """
-    plan, source, head_sha = _plan(repo, base, head, settings_path, no_registry, now)
+    plan, source, head_sha = _plan(repo, base, head, settings_path, no_registry, now, rules)
     facts = PullFacts(author=author, head_sha=head_sha,
                       reviews=tuple(_resolve_commits(read_reviews(reviews_path), source)),
                       committers=frozenset(committers), team_members=read_teams(teams_path),

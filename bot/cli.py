@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import click
 from modelherd.checks import Finding, Severity
@@ -157,16 +158,34 @@ def _registries(settings):
     return {name: MlflowRegistry(cfg) for name, cfg in settings.registries.items()}
 
 
+RULES_HELP = ("The revision whose rules (.modelherd.yaml, policies) apply. Default: the tip of the default "
+              "branch (origin/HEAD's, else main or master), as the app reads them.")
+
+
+def rules_revision(source: Any, rules: str | None) -> str:
+    """The commit whose rules a local plan applies: ``--rules``, else the default branch's tip."""
+    from modelherd.forges.base import SourceError
+
+    if rules:
+        return source.resolve(rules)
+    try:
+        return source.default_branch_tip().sha
+    except SourceError as exc:
+        raise UserError(f"{exc}: name the revision whose rules apply with --rules") from None
+
+
 @main.command()
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False, exists=True),
               help="A local git repository.")
 @click.option("--base", required=True, help="The base revision (e.g. main).")
 @click.option("--head", default="HEAD", show_default=True, help="The revision to plan.")
+@click.option("--rules", help=RULES_HELP)
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
 @click.option("--settings", "settings_path", type=click.Path(dir_okay=False, exists=True),
               help="Server settings file (registries, clusters). Default: $MODELHERD_CONFIG.")
 @click.option("--now", help="Evaluate time-based policies at this RFC 3339 time instead of now.")
-def plan(repo: str, base: str, head: str, fmt: str, settings_path: str | None, now: str | None) -> None:
+def plan(repo: str, base: str, head: str, rules: str | None, fmt: str, settings_path: str | None,
+         now: str | None) -> None:
     """Plan a change between two revisions of a local repository, as the PR comment would show it.
 
     Exit status: 0 when the change may deploy, 1 when a check fails, 2 when a check could not run.
@@ -182,7 +201,8 @@ def plan(repo: str, base: str, head: str, fmt: str, settings_path: str | None, n
     ctx = PlanContext(registries=_registries(settings), clusters=settings.cluster_facts(), now=_now(now))
     source = LocalGit(repo)
     try:
-        result = build_plan(source, source.resolve(base), source.resolve(head), ctx)
+        result = build_plan(source, source.resolve(base), source.resolve(head), ctx,
+                            rules_ref=rules_revision(source, rules))
     except SourceError as exc:
         raise UserError(str(exc)) from None
     if fmt == "json":

@@ -288,8 +288,9 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 # Sections
 
 
-def headline(plan: Plan) -> str:
-    """The first visible line: verdict icon and words, then the counts."""
+def headline(plan: Plan, cannot_deploy: bool = False) -> str:
+    """The first visible line: verdict icon and words, then the counts. ``cannot_deploy``: the plan is
+    fine, but nothing of this pull request may deploy (its base is not the default branch)."""
     state = plan_state(plan)
     live = [r for r in plan.reports if r.change.action is not Action.NOOP]
     actions = Counter(r.change.action for r in live)
@@ -305,6 +306,8 @@ def headline(plan: Plan) -> str:
     else:
         words = "ready to deploy"
     icon = STATE_ICON[State.OK] if state is State.UNCHANGED else STATE_ICON[state]
+    if cannot_deploy and plan.has_changes and state in (State.OK, State.WARNING, State.UNCHANGED):
+        icon, words = "🚫", "planned, but this pull request cannot deploy"
     return f"### {icon} modelherd plan: {words}\n\n{counts_line(plan, live, actions)}"
 
 
@@ -692,19 +695,22 @@ class ChangeBlocks:
 
 
 def render_plan(plan: Plan, *, limit: int = GITHUB_LIMIT, links: PlanLinks | None = None,
-                sections: Sequence[str] = ()) -> str:
+                sections: Sequence[str] = (), cannot_deploy: str | None = None) -> str:
     """The plan comment: at most ``limit`` characters, starting with :data:`MARKER`.
 
     Pure: no I/O, no clock.  ``links`` turns run ids, versions, refs and the check run into links.
     ``sections`` (already escaped Markdown, e.g. the approvals state) follow the checks line and are
-    kept whole: they are short and say what the PR still needs.
+    kept whole: they are short and say what the PR still needs. ``cannot_deploy`` (escaped Markdown):
+    why nothing of this pull request may deploy, said in the headline and right under it.
     """
     if limit < MIN_LIMIT:
         raise ValueError(f"limit must be at least {MIN_LIMIT} characters")
     live = [r for r in plan.reports if r.change.action is not Action.NOOP or r.findings or r.registry_error]
     rows = [table_row(r, plan.checks) for r in plan.reports]
     states = [report_state(r) for r in plan.reports]
-    blocks = [MARKER, headline(plan)]
+    blocks = [MARKER, headline(plan, cannot_deploy is not None)]
+    if cannot_deploy is not None:
+        blocks.append(f"🚫 **This pull request cannot deploy**: {cannot_deploy}")
     table_at = len(blocks)
     blocks.append(summary_table(rows, states) if plan.has_changes else "")
     blocks.append(checks_line(plan.checks))

@@ -103,7 +103,7 @@ class Plan:
     checks: dict[str, CheckResult]
     files: list[str]                       # manifest files the change touches
     file_findings: list[Finding] = field(default_factory=list)  # schema/config findings not tied to a change
-    config: Any = None                     # the base revision's RepoConfig the plan was made with
+    config: Any = None                     # the RepoConfig the plan was made with (the rules' revision)
 
     @property
     def conclusion(self) -> Conclusion:

@@ -4,7 +4,8 @@ This is the only place where the core meets its adapters, and it receives all of
 reader (GitHub, GitLab or a local checkout), the registries, the cluster facts, the PR facts and the
 time.  Everything it calls with that data — loading, diffing, rendering, policies, gates — is pure.
 
-Rules are read from the **base** revision: ``.modelherd.yaml`` and the repository's Rego policies.
+Rules — ``.modelherd.yaml`` and the repository's Rego policies — are read at the revision the caller
+names, the default branch's tip (the handlers resolve it once per event); never at the head.
 Only the files the change touches are read, so a plan costs the same in a repository of ten manifests
 as in one of ten thousand.
 """
@@ -56,7 +57,7 @@ def policy_engine(config: RepoConfig, repo_modules: list[tuple[str, str]]) -> Po
 
 
 def read_repo_policies(source: RevisionReader, ref: str, config: RepoConfig) -> list[tuple[str, str]]:
-    """The repository's own ``.rego`` files at ``ref`` (the base), tests excluded."""
+    """The repository's own ``.rego`` files at ``ref`` (where the rules are read), tests excluded."""
     paths: list[str] = []
     for entry in config.policies.paths:
         if entry.endswith(".rego"):
@@ -142,7 +143,7 @@ def _unknown_environment(change: Change, config: RepoConfig, locate) -> list[Fin
     known = ", ".join(e.name for e in config.environments)
     return [Finding("schema", Severity.ERROR, f"environment {change.environment!r} is not in {CONFIG_FILE}",
                     change.file, locate(("environment",)), change.name, change.environment,
-                    hint=f"use one of: {known}, or add it to {CONFIG_FILE} (on the base branch first)")]
+                    hint=f"use one of: {known}, or add it to {CONFIG_FILE} (on the default branch first)")]
 
 
 def _check(name: str, findings: list[Finding], ok: str, error: str | None = None) -> CheckResult:
@@ -156,9 +157,10 @@ def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext, *
                rules_ref: str | None = None) -> Plan:
     """Plan the change from ``base`` to ``head``: what would deploy where, and whether it may.
 
-    The rules (``.modelherd.yaml`` and the repository's policies) are read at ``rules_ref`` — the base
-    branch's current tip when the caller has it, so a rule changed there applies to open pull
-    requests at once — and at ``base`` otherwise; never at ``head``.
+    The rules (``.modelherd.yaml`` and the repository's policies) are read at ``rules_ref`` — the
+    default branch's tip, so a rule changed there applies to every open pull request at once, whatever
+    its base — and at ``base`` when the caller has none; never at ``head``. The manifests are read at
+    ``base`` and ``head``.
     """
     rules_at = rules_ref or base
     config_raw = source.read_many(rules_at, [CONFIG_FILE]).get(CONFIG_FILE)

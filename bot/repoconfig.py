@@ -1,7 +1,8 @@
-"""The repository's own settings, ``.modelherd.yaml``, always read from the pull request's **base**.
+"""The repository's own settings, ``.modelherd.yaml``, always read at the **default branch's tip**.
 
 A pull request must not be able to loosen its own rules, so the planner reads this file (and the
-repository's Rego policies) at the base revision and never at the head.  A repository without the file
+repository's Rego policies) at the default branch's tip — never at the head, nor at the pull request's
+base, which may be any branch its author pushed.  A repository without the file
 gets :data:`DEFAULT` settings: manifests under ``models/``, environments staging then production, with
 production protected.
 """
@@ -30,7 +31,7 @@ class ApprovalRule(_Strict):
 
     count: int = Field(1, ge=0, le=20, description="How many distinct approvals are needed.")
     owners: bool = Field(False, description="Approvals must come from the manifest's owners (users, or members "
-                                            "of owner teams), as read from the base branch.")
+                                            "of owner teams), as read from the base manifest.")
     users: list[Annotated[str, Field(pattern=OWNER)]] = Field(default_factory=list,
                                                              description="Only these users' approvals count.")
     teams: list[Annotated[str, Field(pattern=OWNER)]] = Field(default_factory=list,

@@ -1,7 +1,7 @@
 """Approvals: does a pull request have the reviews its changes need?  A pure function of the PR's facts.
 
 The rules come from the plan (:func:`requirements_for`: the repository config and the policies, read at
-the base branch, joined with the owners of each changed manifest).  The facts come from the forge
+the default branch's tip, joined with the owners of each changed manifest).  The facts come from the forge
 (:class:`PullFacts`: reviews, author, committers, head SHA, team memberships, permissions).  Evaluation
 (:func:`evaluate`) does no I/O and returns, rule by rule, satisfied / pending / error with the people who
 counted, the people who did not and why, in the manner of palantir/policy-bot.

@@ -136,3 +136,42 @@ def test_bad_reviews_files_are_one_line_errors(repo, tmp_path, reviews, message)
 def test_an_unknown_revision_is_a_one_line_error(repo, tmp_path):
     result = run(repo, tmp_path, [])        # no branch "change"
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def _lax(repo) -> None:
+    """A branch ``lax`` whose ``.modelherd.yaml`` leaves production open, and ``change`` into it."""
+    config = read(repo, ".modelherd.yaml")
+    lax = config.replace("    approvals: {count: 1, owners: true}\n", "").replace("protected: true", "protected: false")
+    branch(repo, "lax", {".modelherd.yaml": lax})
+    branch(repo, "change", bump(repo, FRAUD, "fraud-detector", 1, 2), start="lax")
+
+
+def _lax_args(repo, tmp_path) -> list[str]:
+    """``approvals`` of ``change`` into ``lax``, with no review yet."""
+    reviews_file, teams_file = tmp_path / "reviews.json", tmp_path / "teams.json"
+    reviews_file.write_text("[]")
+    teams_file.write_text(json.dumps(TEAMS))
+    return ["--repo", str(repo), "--base", "lax", "--head", "change", "--reviews", str(reviews_file),
+            "--teams", str(teams_file), "--no-registry", "--now", "2026-11-26T12:00:00Z", "--author", "mallory"]
+
+
+def test_the_rules_come_from_the_default_branch_not_the_base(repo, tmp_path):
+    _lax(repo)
+    args = _lax_args(repo, tmp_path)
+    strict = CliRunner().invoke(command, args)
+    assert strict.exit_code == 1, strict.output                    # main's rules: production needs an owner
+    assert "1 approval from the owners of fraud-detector in production" in strict.output
+    loose = CliRunner().invoke(command, [*args, "--rules", "lax"])   # named on purpose: lax's rules
+    assert loose.exit_code == 0 and "no approval is needed" in loose.output, loose.output
+
+
+def test_without_a_default_branch_the_rules_must_be_named(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")           # no init.defaultBranch from the machine
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    _lax(repo)
+    git(repo, "branch", "-m", "main", "trunk")
+    args = _lax_args(repo, tmp_path)
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 2 and "no default branch found" in result.output and "--rules" in result.output
+    assert "Traceback" not in result.output
+    assert CliRunner().invoke(command, [*args, "--rules", "trunk"]).exit_code == 1

@@ -110,6 +110,17 @@ def test_first_visible_line_is_the_verdict_with_counts():
     assert "2 errors, 1 warning" in lines[2] and "approvals needed: production (2)" in lines[2]
 
 
+def test_a_plan_that_cannot_deploy_says_so_first():
+    reason = "its base `lax` is not the default branch `main`"
+    text = render_plan(plan_of([passing_report()]), cannot_deploy=reason)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[1] == "### 🚫 modelherd plan: planned, but this pull request cannot deploy"
+    assert lines[3] == f"🚫 **This pull request cannot deploy**: {reason}"
+    assert text.index(reason) < text.index("| | Model |")
+    blocked = render_plan(plan_of([passing_report(), failing_report()], Conclusion.FAILURE), cannot_deploy=reason)
+    assert "### ❌ modelherd plan: blocked" in blocked and reason in blocked     # what is wrong stays first
+
+
 def test_summary_table_comes_first_with_one_row_per_change():
     text = render_plan(plan_of([passing_report(), failing_report()], Conclusion.FAILURE))
     assert text.index("| | Model | Environment |") < text.index("#### ")

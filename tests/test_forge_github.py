@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from modelherd.forges.base import Annotation, CheckReport, CheckStatus
+from modelherd.forges.base import Annotation, BranchTip, CheckReport, CheckStatus
 from modelherd.forges.github import GitHubError, TooManyFiles, clip
 from modelherd.github_auth import ClientOptions, GitHubClients, TokenCache
 from modelherd.pacing import LocalPacer, PacingPolicy, RateLimited
@@ -69,13 +69,14 @@ class World:
 def plan_sequence(forge, number: int, *, checks: int = 2, annotations: int = 0, body: str = "plan") -> None:
     """What the PR-plan handler asks of the forge, in its order."""
     cr = forge.change_request(number)
+    rules = forge.default_branch_tip()
     reader = forge.reader(cr)
-    reader.read_many(cr.base_sha, [".modelherd.yaml"])
+    reader.read_many(rules.sha, [".modelherd.yaml"])
     touched = [p for p in reader.changed_files(cr.base_sha, cr.head_sha) if p.startswith("models/")]
     reader.read_many(cr.base_sha, touched)
     reader.read_many(cr.head_sha, touched)
-    policies = [p for p in reader.list_files(cr.base_sha, "policies") if p.endswith(".rego")]
-    reader.read_many(cr.base_sha, policies)
+    policies = [p for p in reader.list_files(rules.sha, "policies") if p.endswith(".rego")]
+    reader.read_many(rules.sha, policies)
     forge.upsert_comment(number, MARKER, body)
     notes = tuple(Annotation(f"models/m{i % 50}.yaml", 2, 2, "failure", f"finding {i}") for i in range(annotations))
     names = ["modelherd/plan", "modelherd/policy"][:checks]
@@ -95,10 +96,11 @@ def test_plan_costs_writes_constant_in_manifests(fake_github: FakeGitHub, n: int
     forge = world.forge()
     plan_sequence(forge, world.number)
     reads, writes = world.counts()
-    # PR, config, files page, the manifests, tree, 2 policies, comments list, one check-runs list; the
-    # manifests: one read each side for 1, one archive each side (redirect + download) for 50
+    # PR, default branch's ref, config, files page, the manifests, tree, 2 policies, comments list, one
+    # check-runs list; the manifests: one read each side for 1, one archive each side (redirect +
+    # download) for 50
     manifest_reads = 2 * n if n < 10 else 2 * 2
-    assert (reads, writes) == (manifest_reads + 8, 3), [(c.method, c.template) for c in world.api_calls()]
+    assert (reads, writes) == (manifest_reads + 9, 3), [(c.method, c.template) for c in world.api_calls()]
     assert [c.method for c in world.fake.writes() if not c.template.startswith("/app")] == ["POST"] * 3
     auth = [(c.method, c.template) for c in world.fake.calls if c.template.startswith("/app")]
     assert auth == [("POST", "/app/installations/{installation_id}/access_tokens"), ("GET", "/app")]
@@ -106,8 +108,9 @@ def test_plan_costs_writes_constant_in_manifests(fake_github: FakeGitHub, n: int
     # the same SHAs again (a re-run): contents, files and tree come from the immutable cache
     world.fake.reset_calls()
     plan_sequence(world.forge(), world.number, body="plan, again")
-    assert world.counts() == (1, 3)
-    assert [c.status for c in world.fake.reads()] == [304]          # the PR, unchanged: no rate limit spent
+    assert world.counts() == (2, 3)
+    # the PR and the default branch, unchanged: no rate limit spent
+    assert [c.status for c in world.fake.reads()] == [304, 304]
     assert sorted({c.method for c in world.fake.writes()}) == ["PATCH"]
     comments = world.fake.comments(world.repo, world.number)
     assert [c.body for c in comments] == [f"{MARKER}\nplan, again"]
@@ -140,7 +143,7 @@ def test_new_process_finds_its_comment_and_checks(fake_github: FakeGitHub) -> No
                                   tokens=TokenCache())
     world.fake.reset_calls()
     plan_sequence(world.forge(), world.number, body="second worker")
-    assert world.counts() == (2 * 2 + 8, 3)
+    assert world.counts() == (2 * 2 + 9, 3)
     assert {c.method for c in world.fake.writes() if not c.template.startswith("/app")} == {"PATCH"}
     assert len(world.fake.comments(world.repo, world.number)) == 1
     assert len(world.fake.check_runs(world.repo, world.head)) == 2
@@ -180,6 +183,30 @@ def test_change_request_detects_forks() -> None:
     assert fork.from_fork and fork.author_is_bot and fork.state == "closed"
     assert to_change_request(pr(None), "acme/models").from_fork          # the fork was deleted
     assert not to_change_request(pr({"full_name": "ACME/models"}), "acme/models").from_fork
+
+
+@both_flavors
+def test_default_branch_tip_is_read_fresh_and_conditionally(fake_github: FakeGitHub) -> None:
+    world = World(fake_github)
+    forge = world.forge()
+    assert forge.change_request(world.number).default_branch == "main"
+    tip = forge.default_branch_tip()                      # the name from the PR just read: one request
+    assert (tip.branch, tip.sha) == ("main", world.base)
+    assert [c.template for c in world.fake.calls][-1] == "/repos/{owner}/{repo}/git/ref/{ref}"
+    moved = fake_github.add_commit(world.repo, {".modelherd.yaml": "environments: []\n"}, branch="main")
+    world.fake.reset_calls()
+    assert world.forge().default_branch_tip().sha == moved      # no PR read: the repository says the name
+    assert [(c.template, c.status) for c in world.api_calls()] == [("/repos/{owner}/{repo}", 200),
+                                                                   ("/repos/{owner}/{repo}/git/ref/{ref}", 200)]
+    world.fake.reset_calls()
+    forge = world.forge()
+    forge.change_request(world.number)
+    assert forge.default_branch_tip().sha == moved              # unmoved since: 304, no rate limit spent
+    assert [c.status for c in world.api_calls()] == [304, 304]
+    # the default branch renamed: the next event follows it
+    fake_github.state.repos["acme/models"].default_branch = "trunk"
+    fake_github.state.repos["acme/models"].branches["trunk"] = world.head
+    assert world.forge().default_branch_tip() == BranchTip("trunk", world.head)
 
 
 @both_flavors

@@ -53,7 +53,7 @@ def test_fifty_manifests_come_from_one_archive_per_side(fake_github: FakeGitHub)
     # base and head: one redirect and one download each; the config and 2 policies on their own
     assert archive_calls(fake_github) == (2, 2, 3)
     reads, _ = world.counts()
-    assert reads == 12                                  # was 108: 2 per manifest + 8
+    assert reads == 13                                  # file by file: 2 per manifest + 9
 
     head = reader_at(world).read_many(world.head, manifests(50) + ["models/absent.yaml"])
     assert head == {**{p: f"name: m{i}\nreplicas: 2\n".encode() for i, p in enumerate(manifests(50))},
@@ -84,7 +84,7 @@ def test_small_pull_request_reads_file_by_file(fake_github: FakeGitHub) -> None:
     fake_github.reset_calls()
     plan_sequence(world.forge(), world.number)
     assert archive_calls(fake_github) == (0, 0, 1 + 2 * 4 + 2)
-    assert world.counts()[0] == 2 * 4 + 8
+    assert world.counts()[0] == 2 * 4 + 9
 
 
 @both_flavors

@@ -18,7 +18,7 @@ from datetime import UTC
 
 import pytest
 from gitlab.exceptions import GitlabHttpError
-from modelherd.forges.base import CheckReport, CheckStatus, NothingToRevert
+from modelherd.forges.base import BranchTip, CheckReport, CheckStatus, NothingToRevert
 from modelherd.forges.gitlab import (
     GitLabClients,
     GitLabError,
@@ -438,6 +438,24 @@ def test_revert_rebuilds_a_stale_branch_and_refuses_when_nothing_differs(fake_gi
                                title="Revert", body="")
 
 
+def test_default_branch_tip_is_read_fresh(fake_gitlab, project, forge):
+    tip = forge.default_branch_tip()
+    assert tip == BranchTip("main", fake_gitlab.head(project))
+    assert [c.template for c in fake_gitlab.reads()][-2:] == ["/api/v4/projects/{id}",
+                                                               "/api/v4/projects/{id}/repository/branches/{branch}"]
+    moved = fake_gitlab.add_commit(project, {".modelherd.yaml": "environments: []\n"}, branch="main")
+    assert forge.default_branch_tip().sha == moved                 # never cached: each event asks again
+    # another default branch (renamed in the project's settings): the next event follows it, and so
+    # does what the adapter remembers for change requests
+    trunk = fake_gitlab.add_commit(project, {"x": "1"}, branch="trunk")
+    fake_gitlab.project(project).default_branch = "trunk"
+    assert forge.default_branch_tip() == BranchTip("trunk", trunk)
+    assert forge.default_branch() == "trunk"
+    fake_gitlab.project(project).default_branch = "gone"
+    with pytest.raises(GitLabError, match="default branch gone"):
+        forge.default_branch_tip()
+
+
 # -- the plan sequence: writes constant in the number of manifests ---------------------------------------
 
 
@@ -451,9 +469,11 @@ def test_plan_sequence_writes_are_constant(fake_gitlab, project, forge, manifest
 
     def plan() -> None:
         cr = forge.change_request(iid)
+        rules = forge.default_branch_tip()
         reader = forge.reader(cr)
+        reader.read_many(rules.sha, [".modelherd.yaml"])
         changed = reader.changed_files(cr.base_sha, cr.head_sha)
-        reader.read_many(cr.base_sha, [".modelherd.yaml", *changed])
+        reader.read_many(cr.base_sha, changed)
         reader.read_many(cr.head_sha, changed)
         for review in forge.reviews(iid):
             forge.permission(review["user"])
@@ -471,9 +491,10 @@ def test_plan_sequence_writes_are_constant(fake_gitlab, project, forge, manifest
     plan()
     writes = [(c.method, c.template.rsplit("/", 1)[-1]) for c in fake_gitlab.writes()]
     assert writes == [("PUT", "{note_id}"), ("POST", "{sha}"), ("POST", "{sha}")]
-    # The MR, its diffs, the new head's files (the base's are cached by SHA), approvals and versions,
-    # bob's access (his user id is remembered) and the commits: one read per manifest, no more.
-    assert len(fake_gitlab.reads()) == 6 + manifests
+    # The MR, the default branch (the project, then its branch: always fresh), its diffs, the new head's
+    # files (the base's and the rules' are cached by SHA), approvals and versions, bob's access (his
+    # user id is remembered) and the commits: one read per manifest, no more.
+    assert len(fake_gitlab.reads()) == 8 + manifests
 
 
 # -- retries, rate limits, errors ------------------------------------------------------------------------

@@ -48,3 +48,36 @@ def test_list_files(repo):
 def test_unknown_revision_is_a_clear_error(repo):
     with pytest.raises(SourceError):
         repo.changed_files("main", "no-such-branch")
+
+
+def test_default_branch_tip(repo):
+    tip = repo.default_branch_tip()
+    assert (tip.branch, tip.sha) == ("main", repo.resolve("main"))
+
+
+def test_default_branch_of_a_clone_is_the_remotes(repo, tmp_path, monkeypatch):
+    """A clone follows ``origin/HEAD``, at the tip the remote last said (not a local commit on top)."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    git(repo.repo, "checkout", "-q", "change")
+    git(repo.repo, "symbolic-ref", "HEAD", "refs/heads/change")
+    origin_main = repo.resolve("main")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--branch", "main", str(repo.repo), str(clone)], check=True)
+    git(clone, "remote", "set-head", "origin", "main")
+    git(clone, "checkout", "-qb", "work")
+    (clone / "local.txt").write_text("x")
+    git(clone, "add", "-A"); git(clone, "commit", "-qm", "local")
+    git(clone, "branch", "-f", "main", "HEAD")                         # local main ahead of origin's
+    tip = LocalGit(clone).default_branch_tip()
+    assert (tip.branch, tip.sha) == ("main", origin_main)
+
+
+def test_no_default_branch_is_a_source_error(repo, monkeypatch):
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    git(repo.repo, "branch", "-m", "main", "trunk")
+    assert repo.default_branch() is None
+    with pytest.raises(SourceError, match="no default branch"):
+        repo.default_branch_tip()
+    git(repo.repo, "config", "init.defaultBranch", "trunk")
+    assert repo.default_branch_tip().sha == repo.resolve("trunk")

@@ -51,6 +51,17 @@ class CheckStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class BranchTip:
+    """A branch and the commit at its tip, as the forge said when asked."""
+
+    branch: str
+    sha: str
+
+    def __str__(self) -> str:
+        return f"{self.branch}@{self.sha[:7]}"
+
+
+@dataclass(frozen=True)
 class ChangeRequest:
     """A pull request (GitHub) or merge request (GitLab), in forge-neutral terms."""
 
@@ -113,6 +124,12 @@ class Forge(Protocol):
 
     def change_request(self, number: int) -> ChangeRequest:
         """The PR/MR as the forge says now (never trust a webhook payload's copy)."""
+        ...
+
+    def default_branch_tip(self) -> BranchTip:
+        """The repository's default branch and the commit at its tip, as the forge says now (never a
+        webhook payload's copy). The rules — ``.modelherd.yaml`` and the repository's policies — and
+        protection are read there: a handler resolves it once per event and passes it down."""
         ...
 
     def reader(self, cr: ChangeRequest | None = None) -> RevisionReader:

@@ -52,6 +52,7 @@ from modelherd.forges.archive import (
 from modelherd.forges.base import (
     DEPLOYMENT_STATES,
     Annotation,
+    BranchTip,
     ChangeRequest,
     CheckReport,
     CheckStatus,
@@ -142,6 +143,7 @@ class RepoCaches:
     trees: LruCache = field(default_factory=lambda: LruCache(64))
     pull_files: LruCache = field(default_factory=lambda: LruCache(256))
     pulls: LruCache = field(default_factory=lambda: LruCache(256))             # number → (etag, dict)
+    tips: LruCache = field(default_factory=lambda: LruCache(16))               # branch → (etag, sha)
     comment_ids: LruCache = field(default_factory=lambda: LruCache(4096))      # (number, marker) → id
     check_runs: LruCache = field(default_factory=lambda: LruCache(4096))       # (sha, name) → _Run
     listed_shas: LruCache = field(default_factory=lambda: LruCache(1024))      # SHAs whose runs were listed
@@ -169,6 +171,7 @@ class GitHubForge:
         self.caches = caches or RepoCaches()
         self._on_bad_credentials = on_bad_credentials
         self.archive_limits = archive_limits or ARCHIVE_LIMITS
+        self._default_branch: str | None = None     # as the last pull request read said (this event)
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -220,7 +223,34 @@ class GitHubForge:
             self._note_size(data)
             if response_headers.get("etag"):
                 self.caches.pulls.put(number, (response_headers["etag"], data))
-        return to_change_request(data, self.repo)
+        cr = to_change_request(data, self.repo)
+        self._default_branch = cr.default_branch
+        return cr
+
+    def default_branch_tip(self) -> BranchTip:
+        """The default branch (as the pull request just read says, else ``GET /repos/{owner}/{repo}``)
+        and its tip: ``GET …/git/ref/heads/{branch}`` every time, conditional (an unmoved branch
+        answers 304, which costs no rate limit)."""
+        branch = self._default_branch
+        if branch is None:
+            _, data = self._call("read the repository", lambda: self._get(self._repo_path("")))
+            branch = self._default_branch = data.get("default_branch") or "main"
+        cached = self.caches.tips.get(branch)
+        headers = {"If-None-Match": cached[0]} if cached else None
+        path = self._repo_path(f"/git/ref/heads/{quote(branch, safe='/')}")
+        try:
+            response_headers, data = self._call(f"read the default branch {branch}",
+                                                lambda: self._get(path, headers=headers))
+        except GitHubError as exc:
+            if exc.status == 404:
+                raise GitHubError(404, f"GitHub: the default branch {branch} of {self.repo} was not found") from exc
+            raise
+        if data is None and cached:      # 304 Not Modified
+            return BranchTip(branch, cached[1])
+        sha = data["object"]["sha"]
+        if response_headers.get("etag"):
+            self.caches.tips.put(branch, (response_headers["etag"], sha))
+        return BranchTip(branch, sha)
 
     def _note_size(self, pull: dict[str, Any]) -> None:
         """Remember the repository's size from a fresh pull request (its ``base.repo``), for free."""

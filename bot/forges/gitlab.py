@@ -72,6 +72,7 @@ from gitlab.exceptions import GitlabError
 from modelherd.clock import epoch
 from modelherd.forges.base import (
     DEPLOYMENT_STATES,
+    BranchTip,
     ChangeRequest,
     CheckReport,
     CheckStatus,
@@ -404,6 +405,17 @@ class GitLabForge:
             with self.caches.lock:
                 self.caches.facts["default_branch"] = known
         return known
+
+    def default_branch_tip(self) -> BranchTip:
+        """The project's default branch (``GET /projects/:id``, fresh: what :meth:`default_branch`
+        remembers is updated) and its tip (``GET /projects/:id/repository/branches/:branch``)."""
+        branch = self._get(f"read project {self.repo}", "").get("default_branch") or "main"
+        with self.caches.lock:
+            self.caches.facts["default_branch"] = branch
+        sha = self._branch_sha(branch)
+        if sha is None:
+            raise GitLabError(404, f"GitLab: the default branch {branch} of {self.repo} was not found")
+        return BranchTip(branch, sha)
 
     # -- merge requests ---------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from modelherd.forges.base import SourceError
+from modelherd.forges.base import BranchTip, SourceError
 
 
 class LocalGit:
@@ -30,6 +30,41 @@ class LocalGit:
     def resolve(self, ref: str) -> str:
         """The commit SHA a ref names."""
         return self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+
+    def _try(self, *args: str) -> str | None:
+        try:
+            return self._git(*args).decode().strip() or None
+        except SourceError:
+            return None
+
+    def default_branch(self) -> str | None:
+        """The repository's default branch: the one ``origin/HEAD`` names (the forge's default, as last
+        fetched), else the branch ``HEAD`` names in a bare repository, else ``init.defaultBranch``,
+        ``main`` or ``master``, whichever exists first; None when none does."""
+        remote = self._try("symbolic-ref", "--quiet", "refs/remotes/origin/HEAD")
+        if remote:
+            return remote.removeprefix("refs/remotes/origin/")
+        candidates = []
+        if self._try("rev-parse", "--is-bare-repository") == "true":
+            candidates.append(self._try("symbolic-ref", "--quiet", "--short", "HEAD") or "")
+        candidates += [self._try("config", "init.defaultBranch") or "", "main", "master"]
+        for name in candidates:
+            if name and (self._try("rev-parse", "--verify", "--quiet", f"refs/heads/{name}^{{commit}}")
+                         or self._try("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{name}^{{commit}}")):
+                return name
+        return None
+
+    def default_branch_tip(self) -> BranchTip:
+        """The default branch and its tip: ``origin/<branch>`` when the remote is known (what the forge
+        last said), else the local branch. :class:`SourceError` when there is no default branch."""
+        branch = self.default_branch()
+        if branch is None:
+            raise SourceError(f"{self.repo}: no default branch found (no origin/HEAD, main or master)")
+        for ref in (f"refs/remotes/origin/{branch}", f"refs/heads/{branch}"):
+            sha = self._try("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+            if sha:
+                return BranchTip(branch, sha)
+        raise SourceError(f"{self.repo}: the default branch {branch} has no commit")
 
     def changed_files(self, base: str, head: str) -> list[str]:
         out = self._git("diff", "--name-only", "--no-renames", "-z", f"{base}...{head}", "--")

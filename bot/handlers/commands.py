@@ -4,7 +4,8 @@ Only newly created comments are read (edits never run anything), and never the b
 bot's. Commands are parsed by :mod:`modelherd.commands` (start of a line only; code blocks, quotes and
 HTML comments ignored; several per comment, in order). On receipt the comment gets 👀; each command
 then passes its permission rule — write access to the repository (the collaborator-permission API),
-or membership of a team the base branch's ``.modelherd.yaml`` allows for that command — and runs.
+or membership of a team the default branch's ``.modelherd.yaml`` allows for that command — and runs.
+The default branch's tip is resolved once per comment: every command of it reads the same rules.
 One reply answers all the commands of a comment, saying for each what happened or why it was refused.
 
 Where each command is handled:
@@ -26,7 +27,7 @@ from typing import Any
 
 from modelherd.commands import Command, help_text, lookup, parse
 from modelherd.escape import md_code
-from modelherd.forges.base import ChangeRequest, Forge
+from modelherd.forges.base import BranchTip, ChangeRequest, Forge
 from modelherd.repoconfig import CONFIG_FILE, DEFAULT, RepoConfig, parse_config
 from modelherd.router import Router
 
@@ -46,6 +47,7 @@ class CommandContext:
     config: RepoConfig
     deps: dict[str, Any] = field(default_factory=dict)
     forge_name: str = "github"      # the event's forge: commands are spelled per forge (GitLab: /unlock-env)
+    rules: BranchTip | None = None  # the default branch's tip: where ``config`` and every rule are read
 
     @property
     def store(self) -> Any:
@@ -70,9 +72,9 @@ def show_help(ctx: CommandContext, cmd: Command) -> str:
     return help_text(ctx.forge_name)
 
 
-def base_config(forge: Forge, cr: ChangeRequest) -> RepoConfig:
-    """``.modelherd.yaml`` at the PR's base (an unreadable file falls back to the defaults)."""
-    raw = forge.reader(cr).read_many(cr.base_sha, [CONFIG_FILE]).get(CONFIG_FILE)
+def rules_config(forge: Forge, cr: ChangeRequest, rules: BranchTip) -> RepoConfig:
+    """``.modelherd.yaml`` at the default branch's tip (an unreadable file falls back to the defaults)."""
+    raw = forge.reader(cr).read_many(rules.sha, [CONFIG_FILE]).get(CONFIG_FILE)
     config, findings = parse_config(raw)
     return DEFAULT if findings else config
 
@@ -128,8 +130,9 @@ def on_comment(event: Any, *, forge: Forge, store: Any, **deps: Any) -> None:
     number = int(issue["number"])
     forge.react(number, comment["id"], "eyes")
     cr = forge.change_request(number)
-    ctx = CommandContext(forge, cr, comment["user"]["login"], base_config(forge, cr), {"store": store, **deps},
-                         forge_name=event.forge)
+    rules = forge.default_branch_tip()
+    ctx = CommandContext(forge, cr, comment["user"]["login"], rules_config(forge, cr, rules),
+                         {"store": store, **deps}, forge_name=event.forge, rules=rules)
     replies = [run_one(ctx, cmd) for cmd in commands]
     body = "\n\n".join(replies)
     store.run_once(f"reply:{event.forge}:{event.delivery_id}", lambda: forge.create_comment(number, body),

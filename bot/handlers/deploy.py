@@ -1,8 +1,10 @@
 """``/deploy [env]``: deploy an open pull request's planned head to a non-protected environment
 before merge (e.g. staging), so it can be tried with real traffic.
 
-Refused, with the reason, unless: the environment is not protected (protected ones deploy after
-merge); the head has not moved since the last plan (the commit whose plan and approvals were
+Refused, with the reason, unless: the pull request's base is the default branch (one into another
+branch never deploys); the environment is not protected (protected ones deploy after merge) — by the
+rules at the default branch's tip, read again now, so a rule tightened there since the plan applies;
+the head has not moved since the last plan (the commit whose plan and approvals were
 evaluated is the one deployed — otherwise ``/plan`` first); the plan's checks pass; the environment's
 approval rules are satisfied; and this pull request holds the environment's locks.
 """
@@ -15,7 +17,7 @@ from modelherd.checks.approvals import RuleStatus, requirements_for
 from modelherd.commands import Command
 from modelherd.escape import md_code, md_text
 from modelherd.handlers.commands import CommandContext, command
-from modelherd.handlers.plan import plan_context
+from modelherd.handlers.plan import not_deployable, plan_context
 from modelherd.plan import Action
 from modelherd.planner import build_plan
 from modelherd.progress import rollout_reply
@@ -64,6 +66,10 @@ def deploy(ctx: CommandContext, cmd: Command) -> str:
     cr = ctx.cr
     if cr.state != "open":
         return "ℹ️ `/deploy` is for open pull requests: after a merge the rollouts start by themselves"
+    rules = ctx.rules or ctx.forge.default_branch_tip()
+    blocked = not_deployable(cr, rules)
+    if blocked:
+        return f"❌ refused: {blocked}"
     saved = ctx.store.pull(cr.repo, cr.number)
     if saved is None or saved.head_sha != cr.head_sha:
         planned = md_code(saved.head_sha[:7]) if saved else "nothing"
@@ -71,7 +77,7 @@ def deploy(ctx: CommandContext, cmd: Command) -> str:
                 f"{md_code(cr.head_sha[:7])}): comment `/plan` first, then `/deploy` again")
     deps = ctx.deps
     plan_ctx = plan_context(cr, registries=deps["registries"], clusters=deps["clusters"], clock=deps["clock"])
-    plan = build_plan(ctx.forge.reader(cr), cr.base_sha, cr.head_sha, plan_ctx)
+    plan = build_plan(ctx.forge.reader(cr), cr.base_sha, cr.head_sha, plan_ctx, rules_ref=rules.sha)
     env = _environment(cmd, plan)
     if env is None:
         return "ℹ️ this pull request changes no environment that can be deployed before merge"

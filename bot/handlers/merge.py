@@ -1,10 +1,13 @@
 """What happens when a pull request is merged into the default branch: its changes roll out.
 
-The merged change is planned again (base → merge commit, rules of the base) and every deployable
-change starts a rollout, per model in promotion order — production waits until staging's rollout of
-the same change succeeded. A protected environment whose approval rules were not satisfied at merge
-(an administrator merged past them) is not deployed. The PR gets one comment saying what started and
-what did not, and the plan comment shows each rollout's state as it goes (:mod:`modelherd.progress`).
+Only a merge into the default branch (as the forge says now) rolls out; a merge into another branch
+starts nothing. The merged change is planned again (base → merge commit) with the rules at the default
+branch's tip — unless the pull request changed the rules itself: then with those of its base, so a pull
+request never loosens the rules of its own rollout — and every deployable change starts a rollout, per
+model in promotion order — production waits until staging's rollout of the same change succeeded. A
+protected environment whose approval rules were not satisfied at merge (an administrator merged past
+them) is not deployed. The PR gets one comment saying what started and what did not, and the plan
+comment shows each rollout's state as it goes (:mod:`modelherd.progress`).
 A merged revert pull request (opened by ``/rollback``) un-pins the environments it puts back in Git.
 """
 
@@ -17,11 +20,13 @@ from typing import Any
 
 from modelherd.approval_facts import evaluate_pull
 from modelherd.checks.approvals import RuleStatus, requirements_for
-from modelherd.forges.base import Forge
+from modelherd.forges.base import BranchTip, ChangeRequest, Forge
 from modelherd.handlers.plan import plan_context, pr_key
+from modelherd.handlers.rules_changed import rules_touched
 from modelherd.planner import build_plan
 from modelherd.progress import rollout_reply
 from modelherd.promotion import start_for_plan
+from modelherd.repoconfig import CONFIG_FILE, parse_config
 from modelherd.router import Router
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,15 @@ def unapproved_environments(forge: Forge, cr: Any, plan: Any) -> set[str]:
     return {r.requirement.environment for r in outcome.results if r.status is not RuleStatus.SATISFIED}
 
 
+def merge_rules_ref(forge: Forge, cr: ChangeRequest, rules: BranchTip) -> str:
+    """Where the rollout of merged ``cr`` reads its rules: the default branch's tip, or the PR's base
+    when the PR changed ``.modelherd.yaml`` or a policy itself (the tip now holds its own change)."""
+    reader = forge.reader(cr)
+    config, _ = parse_config(reader.read_many(rules.sha, [CONFIG_FILE]).get(CONFIG_FILE))
+    changed = reader.changed_files(cr.base_sha, cr.merge_sha or cr.head_sha)
+    return cr.base_sha if rules_touched(changed, config.policies.paths) else rules.sha
+
+
 @router.register("pull_request", action="closed")
 def on_merged(event: Any, *, forge: Forge, store: Any, registries: Mapping[str, Any], clusters: Mapping[str, dict],
               clock: Callable[[], datetime], queue: Any, targets: Any, **_: Any) -> None:
@@ -44,12 +58,18 @@ def on_merged(event: Any, *, forge: Forge, store: Any, registries: Mapping[str, 
     for pin in store.unpin_revert(forge.repo, number):
         log.info("%s#%d merged: %s/%s follows Git again", forge.repo, number, pin.model, pin.environment)
     cr = forge.change_request(number)
-    if cr.base_ref != cr.default_branch or not cr.merge_sha:
+    if not cr.merge_sha:
+        return
+    rules = forge.default_branch_tip()
+    if cr.base_ref != rules.branch:
+        log.info("%s#%d merged into %s, not the default branch %s: nothing rolls out", forge.repo, number,
+                 cr.base_ref, rules.branch)
         return
 
     def start() -> list[int]:
         ctx = plan_context(cr, registries=registries, clusters=clusters, clock=clock)
-        plan = build_plan(forge.reader(cr), cr.base_sha, cr.merge_sha, ctx)
+        plan = build_plan(forge.reader(cr), cr.base_sha, cr.merge_sha, ctx,
+                          rules_ref=merge_rules_ref(forge, cr, rules))
         if not plan.has_changes:
             return []
         unapproved = unapproved_environments(forge, cr, plan)

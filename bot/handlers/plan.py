@@ -7,7 +7,9 @@ rerequested); and the ``/plan`` command (see :mod:`modelherd.handlers.commands`)
 
 Work on one PR is serialised across workers (a store mutex) and the PR is read fresh from the forge
 inside it (never trusted from the payload), so the last result published is the newest head's. The
-plan uses the rules of the base branch. Then three writes follow, whatever the number of manifests:
+plan uses the rules at the default branch's tip (resolved once per event, whatever the PR's base), and
+only a PR into the default branch takes locks: one into another branch is planned, and the comment says
+it cannot deploy. Then three writes follow, whatever the number of manifests:
 the sticky comment (first, so people see it soonest), the ``modelherd/plan`` check and the
 ``modelherd/approvals`` check — the comment and the approvals check are built from the same outcome,
 so they always agree. All are upserts, so a retried job duplicates nothing.
@@ -27,7 +29,8 @@ from modelherd.checks.approvals import requirements_for, summary_markdown
 from modelherd.clock import rfc3339
 from modelherd.commands import Command
 from modelherd.comment import MARKER, render_plan
-from modelherd.forges.base import Forge
+from modelherd.escape import md_code
+from modelherd.forges.base import BranchTip, ChangeRequest, Forge
 from modelherd.handlers.commands import CommandContext, command
 from modelherd.locking import apply_locks
 from modelherd.planner import PlanContext, build_plan
@@ -51,6 +54,15 @@ def plan_context(cr: Any, *, registries: Mapping[str, Any], clusters: Mapping[st
                        repository=cr.repo)
 
 
+def not_deployable(cr: ChangeRequest, rules: BranchTip) -> str | None:
+    """Why nothing of ``cr`` may ever deploy, or None: only a pull request into the default branch
+    deploys (its rules and protection are the default branch's; another branch's are nobody's)."""
+    if cr.base_ref == rules.branch:
+        return None
+    return (f"its base {md_code(cr.base_ref)} is not the default branch {md_code(rules.branch)}: only a pull "
+            f"request into {md_code(rules.branch)} deploys")
+
+
 def pr_key(repo: str, number: int) -> str:
     """The mutex that serialises all work on one pull request across workers."""
     return f"pr:{repo}#{number}"
@@ -58,22 +70,30 @@ def pr_key(repo: str, number: int) -> str:
 
 def refresh_pull_request(forge: Forge, number: int, *, store: Any, registries: Mapping[str, Any],
                          clusters: Mapping[str, dict], clock: Callable[[], datetime], notifier: Any = None,
-                         **_: Any) -> Any:
+                         rules: BranchTip | None = None, **_: Any) -> Any:
     """Plan PR ``number`` at its current head, take its locks, evaluate its approvals, and publish.
 
+    ``rules``: the default branch's tip the event resolved (resolved here when not given).
     Returns the plan (None when the PR is not open)."""
     cr = forge.change_request(number)
     if cr.state != "open":
         log.info("%s#%d is %s: not planned", forge.repo, number, cr.state)
         return None
+    rules = rules or forge.default_branch_tip()
     ctx = plan_context(cr, registries=registries, clusters=clusters, clock=clock)
-    plan = build_plan(forge.reader(cr), cr.base_sha, cr.head_sha, ctx, rules_ref=cr.base_ref)
-    apply_locks(plan, store, cr)
+    plan = build_plan(forge.reader(cr), cr.base_sha, cr.head_sha, ctx, rules_ref=rules.sha)
+    blocked = not_deployable(cr, rules)
+    if blocked:
+        store.release_locks(cr.repo, cr.number)      # it will never deploy: it holds nothing up
+    else:
+        apply_locks(plan, store, cr)
     outcome = evaluate_pull(forge, cr, requirements_for(plan.reports), plan.config)
     body = NO_MANIFEST_COMMENT
     if plan.files:
         approvals_md = "#### Approvals\n\n" + summary_markdown(outcome)
-        body = render_plan(plan, sections=[approvals_md], limit=COMMENT_LIMIT)
+        cannot_deploy = (f"{blocked}. It is planned with the rules of {md_code(rules.branch)} at "
+                         f"{md_code(rules.sha[:7])}." if blocked else None)
+        body = render_plan(plan, sections=[approvals_md], limit=COMMENT_LIMIT, cannot_deploy=cannot_deploy)
         forge.upsert_comment(number, MARKER, body)
     else:
         forge.upsert_comment(number, MARKER, body, create=False)
@@ -125,17 +145,20 @@ def on_check_rerun(event: Any, *, forge: Forge, store: Any, registries: Mapping[
         pulls = payload["check_run"].get("pull_requests") or []
     else:
         pulls = payload["check_suite"].get("pull_requests") or []
+    rules = forge.default_branch_tip() if pulls else None       # one tip for every PR of the event
     for pr in pulls:
-        refresh_serialised(forge, int(pr["number"]), **_deps(store, registries, clusters, clock))
+        refresh_serialised(forge, int(pr["number"]), **_deps(store, registries, clusters, clock), rules=rules)
 
 
 @command("plan")
 def plan_command(ctx: CommandContext, cmd: Command) -> str:
-    """``/plan``: plan again now, at the PR's current head."""
-    plan = refresh_serialised(ctx.forge, ctx.cr.number, **ctx.deps)
+    """``/plan``: plan again now, at the PR's current head (with the rules the comment's event resolved)."""
+    plan = refresh_serialised(ctx.forge, ctx.cr.number, **{**ctx.deps, "rules": ctx.rules})
     if plan is None:
         return "ℹ️ this pull request is not open: nothing to plan"
-    return f"🔁 planned `{plan.head_ref[:7]}`: {plan.conclusion.value}; the plan comment above is up to date"
+    reply = f"🔁 planned `{plan.head_ref[:7]}`: {plan.conclusion.value}; the plan comment above is up to date"
+    blocked = not_deployable(ctx.cr, ctx.rules) if ctx.rules is not None else None
+    return reply + (f"\n\n🚫 it cannot deploy: {blocked}" if blocked else "")
 
 
 router.add(on_check_rerun, "check_run", action="rerequested")

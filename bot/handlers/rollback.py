@@ -9,6 +9,9 @@ pinned. The rolled-back version is tagged rejected in the registry by the rollou
 After a merged pull request that *deleted* a manifest (a decommission), ``/rollback`` re-creates the
 version that served before it (a create, nothing is tagged rejected), and the revert pull request puts
 the manifest back.
+
+A pull request into another branch than the default one never deployed (see :mod:`modelherd.handlers.deploy`):
+``/rollback`` there is refused, with the reason.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from modelherd.commands import Command
 from modelherd.escape import md_code
 from modelherd.forges.base import NothingToRevert
 from modelherd.handlers.commands import CommandContext, command
+from modelherd.handlers.plan import not_deployable
 from modelherd.manifest import Deployment
 from modelherd.registry import RegistryError, VersionNotFound
 from modelherd.repoconfig import CONFIG_FILE, parse_config
@@ -41,9 +45,9 @@ def _latest_by_model(ctx: CommandContext, env: str | None) -> tuple[str | None, 
 
 def _revert_pull(ctx: CommandContext, models: list[str], env: str, version_text: str) -> int | None:
     """Open the pull request that puts the PR's manifests back as they were before it."""
-    cr = ctx.cr
+    cr, rules = ctx.cr, ctx.rules or ctx.forge.default_branch_tip()
     reader = ctx.forge.reader(cr)
-    config, _ = parse_config(reader.read_many(cr.base_sha, [CONFIG_FILE]).get(CONFIG_FILE))
+    config, _ = parse_config(reader.read_many(rules.sha, [CONFIG_FILE]).get(CONFIG_FILE))
     paths = [p for p in reader.changed_files(cr.base_sha, cr.merge_sha or cr.head_sha) if config.is_manifest(p)]
     before = reader.read_many(cr.base_sha, paths)
     files = {p: (raw.decode("utf-8") if raw is not None else None) for p, raw in before.items()}
@@ -53,7 +57,7 @@ def _revert_pull(ctx: CommandContext, models: list[str], env: str, version_text:
             f"{cr.number}, so Git says what serves again; until it merges, `{env}` is pinned and drift "
             "detection leaves it alone.")
     try:
-        return ctx.forge.open_revert_pull(cr.default_branch, files, branch=f"modelherd/revert-{cr.number}",
+        return ctx.forge.open_revert_pull(rules.branch, files, branch=f"modelherd/revert-{cr.number}",
                                           title=title, body=body)
     except NothingToRevert:
         return None
@@ -61,6 +65,9 @@ def _revert_pull(ctx: CommandContext, models: list[str], env: str, version_text:
 
 @command("rollback")
 def rollback(ctx: CommandContext, cmd: Command) -> str:
+    blocked = not_deployable(ctx.cr, ctx.rules or ctx.forge.default_branch_tip())
+    if blocked:
+        return f"❌ refused: {blocked}"
     env, latest = _latest_by_model(ctx, cmd.environment)
     if not latest:
         where = f" to {md_code(env)}" if env else ""

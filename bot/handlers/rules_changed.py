@@ -1,10 +1,10 @@
 """When the rules themselves change, open pull requests are planned again.
 
-The rules are read from the base branch: ``.modelherd.yaml`` and the repository's policies. A push to
-the default branch that touches them changes what every open pull request needs, so each is planned
-again (its checks and comment follow). A team's membership changing (``membership`` added/removed)
-can satisfy or unsatisfy approval rules: the open pull requests of every repository that installation
-serves are planned again.
+The rules are read at the default branch's tip: ``.modelherd.yaml`` and the repository's policies. A
+push to the default branch that touches them changes what every open pull request needs (whatever its
+base), so each is planned again, all with the one tip resolved for the event (its checks and comment
+follow). A team's membership changing (``membership`` added/removed) can satisfy or unsatisfy
+approval rules: the open pull requests of every repository that installation serves are planned again.
 """
 
 from __future__ import annotations
@@ -38,10 +38,12 @@ def rules_touched(paths: Iterable[str], policy_paths: Iterable[str]) -> bool:
 
 
 def replan_open(forge: Any, deps: Mapping[str, Any], why: str) -> list[int]:
-    """Plan every open pull request of the repository again."""
+    """Plan every open pull request of the repository again, with the rules at the default branch's tip
+    (resolved once)."""
     numbers = forge.open_pulls()
+    rules = forge.default_branch_tip() if numbers else None
     for number in numbers:
-        refresh_serialised(forge, number, **deps)
+        refresh_serialised(forge, number, **{**deps, "rules": rules})
     log.info("%s: %s: re-planned %s", forge.repo, why, numbers)
     return numbers
 

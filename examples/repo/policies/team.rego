@@ -1,4 +1,4 @@
-# A repository's own policy, evaluated with modelherd's default bundle (read from the base branch).
+# A repository's own policy, evaluated with modelherd's default bundle (read at the default branch's tip).
 package modelherd
 
 import rego.v1
