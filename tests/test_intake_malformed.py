@@ -19,8 +19,6 @@ from modelherd.worker import Dispatcher, Handlers, Outcome
 from tests.fixtures_store import WEBHOOK_SECRET, webhook_headers
 from tests.gitlab_app import gitlab_fixture
 
-pytestmark = pytest.mark.xfail(strict=True, reason="issue 11 items 4 and 5: reproduced, not fixed yet")
-
 GITLAB_SECRET = "gitlab-secret"
 PUSH = {"ref": "refs/heads/main", "before": "a" * 40, "after": "b" * 40, "installation": {"id": 42},
         "repository": {"full_name": "octo/models", "default_branch": "main"}}
@@ -105,10 +103,11 @@ def test_a_row_that_cannot_be_decoded_fails_with_the_reason_and_poisons_nothing(
            for i, payload in enumerate(undecodable_payloads(store))]
     dispatcher = Dispatcher(store, sqlite_queue, Handlers(Router()))
     for event_id in bad:
-        assert dispatcher.run(event_id) is Outcome.FAILED
+        assert dispatcher.run(event_id) is Outcome.NOT_CLAIMED      # the claim marks it failed instead
         row = store.get_event(event_id)
-        assert row.state is EventState.FAILED and "payload" in row.error
-        assert dispatcher.run(event_id) is Outcome.NOT_CLAIMED      # never queued again
+        assert row.state is EventState.FAILED and "payload cannot be decoded" in row.error
+        assert row.payload is None
+        assert dispatcher.run(event_id) is Outcome.NOT_CLAIMED      # and it is never claimed again
     assert store.last_pushes("github", head_of) == [("octo/good", 42, "b" * 40)]
     assert dispatcher.run(good) is Outcome.SKIPPED                  # no handler: the good one still runs
     dispatcher.sweep()

@@ -19,7 +19,7 @@ from tests.fixtures_store import WEBHOOK_SECRET, sign
 from tests.gitlab_app import gitlab_fixture
 
 GITLAB_SECRET = "gitlab-secret"
-PROPERTY = settings(max_examples=150, deadline=None, derandomize=False,
+PROPERTY = settings(max_examples=200, deadline=None, derandomize=False,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                            HealthCheck.data_too_large])
 
@@ -30,8 +30,6 @@ scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-(2
            | st.sampled_from(["", "\x00", "a\x00b", "\u2028", "\ufeff", "é", "\U0001f600", "null"]))
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
-
-pytestmark = pytest.mark.xfail(strict=True, reason="issue 11: intake answers 5xx to malformed input")
 
 
 @st.composite
@@ -46,6 +44,8 @@ def deep(draw) -> str:
 json_texts = st.one_of(
     json_values.map(lambda v: json.dumps(v)),
     json_values.map(lambda v: json.dumps(v, ensure_ascii=False)),
+    json_values.map(lambda v: json.dumps({"action": "opened", "x": v})),
+    deep(),
     deep(),
     st.sampled_from(['{"a": "\\u0000"}', '{"a": "\\ud800"}', '{"a": "\\udc00\\ud800"}', '["\\ud83d\\ude00"]',
                      '{"a": NaN}', '[Infinity]', '{"n": 1e400}', '{"n": -1e-400}', '{"a": 1, "a": 2}',
@@ -58,7 +58,7 @@ json_texts = st.one_of(
 def bodies(draw, texts=json_texts) -> tuple[bytes, str]:
     """(body, content type) in one of the encodings a client might use."""
     text = draw(texts)
-    how = draw(st.sampled_from(["utf-8", "utf-16", "latin-1", "form", "bytes", "surrogate-bytes"]))
+    how = draw(st.sampled_from(["utf-8"] * 6 + ["utf-16", "latin-1", "form", "form", "bytes", "surrogate-bytes"]))
     if how == "form":
         field = draw(st.sampled_from(["payload", "payload", "data", ""]))
         return urlencode({field: text} if field else {}).encode(), "application/x-www-form-urlencoded"
@@ -72,7 +72,9 @@ def bodies(draw, texts=json_texts) -> tuple[bytes, str]:
 
 content_types = st.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/plain", "",
                                  "application/json; charset=utf-8", "multipart/form-data; boundary=x"])
-header_text = st.text(st.characters(max_codepoint=255, blacklist_characters="\r\n"), max_size=70)
+#: Header values: mostly printable, sometimes with control or Latin-1 characters (what WSGI can carry).
+header_text = (st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=70)
+               | st.text(st.characters(max_codepoint=255, blacklist_characters="\r\n"), max_size=70))
 
 
 # -- the app ----------------------------------------------------------------------------------------------
