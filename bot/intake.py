@@ -44,6 +44,8 @@ class IntakeError(Exception):
 class EventSink(Protocol):
     def record_event(self, new: NewEvent, *, state: EventState = ..., note: str | None = ...) -> int | None: ...
 
+    def unqueued(self, event_id: int, *, after: float = ...) -> bool: ...
+
 
 class Enqueuer(Protocol):
     def enqueue_event(self, event_id: int, delay: float | None = None) -> None: ...
@@ -259,8 +261,9 @@ def to_new_event(event: Event, headers: Mapping[str, str], body: bytes | None = 
 def accept(new: NewEvent, store: EventSink, queue: Enqueuer) -> Outcome:
     """Record the event (insert-or-ignore on the delivery id) and enqueue it once.
 
-    ``ping`` is recorded as skipped and answered ``pong`` without a job.  If the enqueue fails the
-    event stays recorded as queued and the reclaim sweep enqueues it later, so the answer is still 202.
+    ``ping`` is recorded as skipped and answered ``pong`` without a job.  If the enqueue fails (the
+    queue is down) the event stays recorded as queued, its queue lease is expired at once, and the
+    periodic sweep enqueues it within a minute of the queue answering again; the answer is still 202.
     """
     if new.event == "ping":
         event_id = store.record_event(new, state=EventState.SKIPPED, note="ping")
@@ -271,9 +274,13 @@ def accept(new: NewEvent, store: EventSink, queue: Enqueuer) -> Outcome:
         return Outcome(HTTPStatus.OK, "duplicate", new.delivery_id)
     try:
         queue.enqueue_event(event_id)
-    except Exception:
-        log.exception("delivery %s recorded as event %s but not enqueued; the sweep will retry",
-                      new.delivery_id, event_id)
+    except Exception as exc:
+        log.error("delivery %s recorded as event %s but not enqueued (%s: %s); the sweep will enqueue it",
+                  new.delivery_id, event_id, type(exc).__name__, exc)
+        try:
+            store.unqueued(event_id)
+        except Exception:   # the store just took the row; if it fails now the lease still runs out later
+            log.exception("event %s: could not expire its queue lease", event_id)
     log.info("delivery %s (%s.%s) queued as event %s", new.delivery_id, new.event, new.action, event_id)
     return Outcome(HTTPStatus.ACCEPTED, "queued", new.delivery_id, event_id)
 

@@ -25,8 +25,6 @@ from modelherd.worker import Dispatcher, Handlers
 from tests.clock import FIXED, Clock
 from tests.fixtures_store import unique_queue_name
 
-pytestmark = pytest.mark.xfail(strict=True, reason="issue 11: queued events wait out the 600 s lease after a Redis outage")
-
 
 class TcpProxy(threading.Thread):
     """127.0.0.1:<port> → ``target``; ``up = False`` drops every connection and refuses new ones."""
@@ -141,4 +139,36 @@ def test_deliveries_during_a_redis_outage_run_within_a_minute_of_its_return(stor
     dispatcher.sweep()
     queue.drain()
     assert sorted(ran) == [1, 2]
+    assert store.count_events(EventState.DONE) == 2
+
+
+def test_a_retry_or_a_sweep_during_the_outage_is_picked_up_by_the_next_sweep(store, proxied_queue) -> None:
+    from modelherd.store import NewEvent
+
+    proxy, queue = proxied_queue
+    clock = Clock(FIXED)
+    store = Store(store.engine, clock=clock)
+    attempts: list[int] = []
+
+    def flaky(event, **_):
+        attempts.append(event.id)
+        if len(attempts) == 1:
+            raise ConnectionError("forge down")
+
+    router = Router()
+    router.add(flaky, "pull_request", action="opened")
+    dispatcher = Dispatcher(store, queue, Handlers(router), lease_seconds=300).bind()
+    new = NewEvent(forge="github", delivery_id="retry-1", event="pull_request", action="opened",
+                   installation_id=42, repo="octo/models", payload={"action": "opened"})
+    event_id = store.record_event(new)
+    stale_id = store.record_event(NewEvent(**{**new.__dict__, "delivery_id": "stale-1"}))
+    clock.advance(601)                                   # stale-1's message was lost: its lease ran out
+
+    with proxy.outage():
+        assert dispatcher.run(event_id).value == "retry"      # the retry could not be enqueued: no raise
+        assert dispatcher.sweep() == []                        # nor could the sweep enqueue stale-1
+    clock.advance(dispatcher.retry_base_seconds + 60)
+    dispatcher.sweep()
+    queue.drain()
+    assert attempts.count(event_id) == 2 and attempts.count(stale_id) == 1
     assert store.count_events(EventState.DONE) == 2

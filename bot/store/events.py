@@ -228,6 +228,16 @@ class EventsRepo:
                             .execution_options(synchronize_session=False))
             return res.rowcount == 1
 
+    def unqueued(self, event_id: int, *, after: float = 0.0) -> bool:
+        """The queue refused the event's message (Redis down): let the queue lease run out ``after``
+        seconds from now, so that the periodic sweep (every minute) enqueues it then, instead of after
+        the whole queue lease.  Only a queued event changes; True if it did."""
+        until = self.now() + timedelta(seconds=after)
+        with self._tx() as s:
+            res = s.execute(update(Event).where(Event.id == event_id, Event.state == EventState.QUEUED.value)
+                            .values(lease_until=until).execution_options(synchronize_session=False))
+            return res.rowcount == 1
+
     def reclaim_expired(self, *, max_attempts: int, queue_lease: float = DEFAULT_QUEUE_LEASE,
                         limit: int = 500) -> list[int]:
         """Sweep: events whose lease ran out (worker killed mid-job, message lost) go back to ``queued``
