@@ -31,6 +31,28 @@ def _settings(path: str | None) -> Settings:
     return load_settings(path)
 
 
+def open_store(url: str, revision: str = "head") -> Any:
+    """The migrated store at ``url``; a :class:`click.ClickException` (one line, exit 1) when the
+    database cannot be reached or migrated, never a driver's traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from modelherd.store import Store
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        shown = "(unparsable database_url)"
+    try:
+        store = Store.from_url(url)
+        store.upgrade(revision)
+    except (SQLAlchemyError, OSError, ImportError, ValueError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        text = " ".join(str(reason).split()) or type(reason).__name__
+        raise click.ClickException(f"cannot use the database at {shown}: {text[:300]}") from None
+    return store
+
+
 def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("alembic", "huey"):  # per-task lines; modelherd logs each delivery id itself
@@ -51,7 +73,6 @@ def serve(settings_path: str | None, host: str, port: int, workers: int, threads
           log_level: str, wiring: str) -> None:
     """Serve the webhook endpoint and health checks with gunicorn."""
     from modelherd.app import ConfigurationError, gitlab_webhook_secret, webhook_secret
-    from modelherd.store import Store
 
     _logging(log_level)
     settings = _settings(settings_path)
@@ -66,9 +87,7 @@ def serve(settings_path: str | None, host: str, port: int, workers: int, threads
             load_wiring(wiring)
         except LookupError as exc:
             raise click.ClickException(f"worker_in_process is set but {exc}") from exc
-    store = Store.from_url(settings.database_url)  # migrate once, before forking
-    store.upgrade()
-    store.dispose()
+    open_store(settings.database_url).dispose()  # migrate once, before forking
     WebhookServer(settings, {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
                              "loglevel": log_level}, wiring=wiring, worker_threads=worker_threads).run()
 
@@ -83,8 +102,10 @@ def worker(settings_path: str | None, threads: int, log_level: str, wiring: str)
     from modelherd.worker import run_worker
 
     _logging(log_level)
+    settings = _settings(settings_path)
+    open_store(settings.database_url).dispose()  # a clear line when the database is unreachable
     try:
-        run_worker(_settings(settings_path), threads=threads, wiring=wiring)
+        run_worker(settings, threads=threads, wiring=wiring)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -99,11 +120,9 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(settings_path: str | None, revision: str) -> None:
     """Apply the migrations (also done by `serve` and `worker` at start)."""
-    from modelherd.store import Store
     from modelherd.store.migrate import current_revision
 
-    store = Store.from_url(_settings(settings_path).database_url)
-    store.upgrade(revision)
+    store = open_store(_settings(settings_path).database_url, revision)
     click.echo(f"database at revision {current_revision(store.engine)}")
     store.dispose()
 
