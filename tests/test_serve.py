@@ -134,6 +134,7 @@ class SlowClient(threading.Thread):
         self.port, self.stop = port, stop
         self.connected = threading.Event()
         self.sent = 0
+        self.hung_up = False
 
     def run(self) -> None:
         body_length = 100_000
@@ -148,10 +149,10 @@ class SlowClient(threading.Thread):
                     sock.sendall(b"{" if self.sent == 0 else b" ")
                     self.sent += 1
         except OSError:
-            self.connected.set()  # the server hung up on it: that is allowed
+            self.hung_up = True
+            self.connected.set()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 3: sync workers are starved by slow clients")
 def test_slow_clients_do_not_starve_legitimate_deliveries(server: Server) -> None:
     stop = threading.Event()
     slow = [SlowClient(server.port, stop) for _ in range(8)]
@@ -173,7 +174,8 @@ def test_slow_clients_do_not_starve_legitimate_deliveries(server: Server) -> Non
 
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(deliver, range(12)))
-        assert max(c.sent for c in slow) >= 2    # the slow clients were still sending throughout
+        # the slow clients were connected and sending throughout (the server did not just drop them)
+        assert not any(c.hung_up for c in slow) and min(c.sent for c in slow) >= 1
     finally:
         stop.set()
     answered = [seconds for status, seconds in results if status == 202]
