@@ -163,7 +163,7 @@ def parse_json_object(text: str) -> dict[str, Any]:
 
 
 MAX_DEPTH = 100
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")   # HTAB is allowed in HTTP field values
 #: A string's escapes of NUL, of a high surrogate (with the low one that may pair it) or of a low one;
 #: the backslash run tells an escape (odd) from an escaped backslash followed by "u" (even).
 _ESCAPE = re.compile(r"(\\+)u(0000|[dD][89abAB][0-9a-fA-F]{2}(?:\\u[dD][c-fC-F][0-9a-fA-F]{2})?|[dD][c-fC-F][0-9a-fA-F]{2})")
