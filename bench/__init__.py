@@ -4,7 +4,7 @@
 line a ``figure`` with its ``value``, the ``baseline`` it is measured against in the same run, the
 ``baseline_value`` and the ``ratio`` (value / baseline_value), plus context fields.
 
-* :mod:`bench.intake` — webhook intake (gunicorn, 2 sync workers) against a bare Flask handler;
+* :mod:`bench.intake` — webhook intake (`modelherd serve`'s server, 2 workers) against a bare Flask handler;
 * :mod:`bench.github_calls` — GitHub API reads/writes per PR event, and the time from webhook to the
   plan comment with latency added to each fake GitHub call.
 

@@ -1,7 +1,8 @@
 """Webhook intake: sustained requests/s and p50/p99 latency for signed ``pull_request.opened`` deliveries.
 
-Two servers, one after the other, in the same run and on the same class (:class:`WebhookServer`,
-gunicorn, 2 sync workers, 127.0.0.1 only):
+Two servers, one after the other, in the same run and on the same class (:class:`WebhookServer`
+as ``modelherd serve`` runs it: gunicorn, 2 worker processes of uvicorn, each request run on a thread
+once its body has arrived; 127.0.0.1 only):
 
 * **intake** — the real app (:func:`modelherd.app.create_app`): verify ``X-Hub-Signature-256``, parse,
   insert-or-ignore the delivery into the SQLite store, enqueue on the SQLite queue, answer 202.  No
@@ -11,8 +12,7 @@ gunicorn, 2 sync workers, 127.0.0.1 only):
 
 Load: ``wrk`` when it is on PATH (Lua script: the same signed 24 KB body, a unique ``X-GitHub-Delivery``
 per request, non-2xx counted), else a built-in asyncio HTTP/1.1 client over raw sockets (16
-connections, keep-alive when the server offers it — gunicorn's sync workers close every connection,
-so each request then opens a new one and its latency includes the connect).
+connections, keep-alive when the server offers it, as uvicorn does).
 
 Each server runs in its own process group on a socket the bench binds and hands over (``fd://N``), so
 there is no race for the port; the servers are stopped, and the temporary directory removed, when the
@@ -136,8 +136,8 @@ def serve(app: str, fd: int, workdir: Path, workers: int, parent: int) -> None:
 
     _exit_with_parent(parent)
     settings = server_settings(workdir)
-    options = {"bind": f"fd://{fd}", "workers": workers, "threads": 1, "worker_class": "sync",
-               "loglevel": "warning", "graceful_timeout": 5, "timeout": 30}
+    options = {"bind": f"fd://{fd}", "workers": workers, "loglevel": "warning", "graceful_timeout": 5,
+               "timeout": 30}   # the worker class, threads and body timeout of `modelherd serve`
     if app == "intake":
         from modelherd.store import Store
 
@@ -473,7 +473,7 @@ def bench_intake(*, seconds: float = 8.0, warmup: float = 1.0, connections: int 
                           workers=workers, load=load)
         intake, persisted = measure("intake", Path(tmp), body, seconds=seconds, warmup=warmup,
                                     connections=connections, workers=workers, load=load)
-    context = {"server": f"WebhookServer (gunicorn), {workers} sync workers, 127.0.0.1",
+    context = {"server": f"WebhookServer (gunicorn + uvicorn, as modelherd serve), {workers} workers, 127.0.0.1",
                "intake": "HMAC verify + SQLite store (insert-or-ignore) + SQLite queue, no worker consuming",
                "load_generator": intake.generator, "seconds": round(intake.seconds, 2),
                "body": f"{len(body)} bytes, {source}, signed, unique X-GitHub-Delivery per request",
@@ -486,14 +486,14 @@ def bench_intake(*, seconds: float = 8.0, warmup: float = 1.0, connections: int 
     if intake.statuses:
         context["statuses"] = {str(k): v for k, v in sorted(intake.statuses.items())}
     context.update(persisted)
-    baseline = f"bare Flask handler (reads the body, answers 202) on the same WebhookServer, {workers} sync workers"
+    baseline = f"bare Flask handler (reads the body, answers 202) on the same WebhookServer, {workers} workers"
     figures = [
         emit(figure="webhook_intake_requests_per_s", value=round(intake.rps), baseline=baseline,
              baseline_value=round(bare.rps), ratio=ratio(intake.rps, bare.rps), **context),
         emit(figure="webhook_intake_p50_ms", value=intake.p50_ms, baseline=baseline, baseline_value=bare.p50_ms,
              ratio=ratio(intake.p50_ms, bare.p50_ms), load_generator=intake.generator,
              latency="request sent to response read" + ("" if intake.generator.startswith("wrk")
-                                                        else ", including the connect (sync workers close each)")),
+                                                        else ", including the connect when the server closes")),
         emit(figure="webhook_intake_p99_ms", value=intake.p99_ms, baseline=baseline, baseline_value=bare.p99_ms,
              ratio=ratio(intake.p99_ms, bare.p99_ms), load_generator=intake.generator,
              non_2xx=intake.non_2xx, baseline_non_2xx=bare.non_2xx),

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
 from modelherd.forges.gitlab import is_bot_user
-from modelherd.intake import IntakeError
+from modelherd.intake import IntakeError, check_header_text, parse_json_object
 from modelherd.store import NewEvent
 
 FORGE = "gitlab"
@@ -67,14 +66,12 @@ def check_token(headers: Mapping[str, str], secret: str) -> None:
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
-    """The hook's JSON object (400 when it is not one)."""
+    """The hook's JSON object, read strictly (400 with the reason when it is not one a store keeps)."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IntakeError(HTTPStatus.BAD_REQUEST, "body is not valid JSON") from exc
-    if not isinstance(data, dict):
-        raise IntakeError(HTTPStatus.BAD_REQUEST, "body is not a JSON object")
-    return data
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IntakeError(HTTPStatus.BAD_REQUEST, "body is not UTF-8") from exc
+    return parse_json_object(text)
 
 
 def delivery_id(headers: Mapping[str, str], body: bytes) -> str:
@@ -82,24 +79,56 @@ def delivery_id(headers: Mapping[str, str], body: bytes) -> str:
     for name in ("X-Gitlab-Event-UUID", "Idempotency-Key"):
         value = (headers.get(name) or "").strip()
         if value:
-            return value[:128]
+            return value[:128]    # control characters were refused by check_header_text
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 # -- translation ----------------------------------------------------------------------------------------
+#
+# A hook is authentic (its token matched) but its fields are whatever the sender wrote: each field read
+# here is checked for its type, and a wrong one is a 400 naming the field, never an exception.
+
+
+def _wrong(path: str, expected: str) -> IntakeError:
+    return IntakeError(HTTPStatus.BAD_REQUEST, f"field {path} is not {expected}")
+
+
+def _obj(node: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
+    """``node[key]`` as an object (``{}`` when absent or null)."""
+    value = node.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _wrong(path, "an object")
+    return value
+
+
+def _str(node: Mapping[str, Any], key: str, path: str) -> str | None:
+    value = node.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _wrong(path, "a string")
+    return value
+
+
+def _int(node: Mapping[str, Any], key: str, path: str) -> int | None:
+    value = node.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise _wrong(path, "an integer")
+    return value
 
 
 def repository(hook: Mapping[str, Any]) -> dict[str, Any]:
     """GitHub's ``repository`` fields the handlers read, from the hook's ``project``."""
-    project = hook.get("project") or {}
-    return {"full_name": project.get("path_with_namespace"), "default_branch": project.get("default_branch")}
+    project = _obj(hook, "project", "project")
+    return {"full_name": _str(project, "path_with_namespace", "project.path_with_namespace"),
+            "default_branch": _str(project, "default_branch", "project.default_branch")}
 
 
 def _update_action(attrs: Mapping[str, Any], changes: Mapping[str, Any]) -> str:
     """An MR ``update``: new commits (``oldrev``) → synchronize; draft → ready; else edited."""
-    if attrs.get("oldrev"):
+    if _str(attrs, "oldrev", "object_attributes.oldrev"):
         return "synchronize"
-    draft = changes.get("draft") or changes.get("work_in_progress") or {}
+    draft = _obj(changes, "draft", "changes.draft") or _obj(changes, "work_in_progress", "changes.work_in_progress")
     if draft.get("previous") is True and draft.get("current") is False:
         return "ready_for_review"
     return "edited"
@@ -107,32 +136,40 @@ def _update_action(attrs: Mapping[str, Any], changes: Mapping[str, Any]) -> str:
 
 def translate_merge_request(hook: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
     """A Merge Request Hook as ``pull_request`` (or ``pull_request_review`` for approvals)."""
-    attrs = hook.get("object_attributes") or {}
-    raw = str(attrs.get("action") or "")
+    attrs = _obj(hook, "object_attributes", "object_attributes")
+    raw = _str(attrs, "action", "object_attributes.action") or ""
     if raw in APPROVAL_ACTIONS:
         event, action = "pull_request_review", APPROVAL_ACTIONS[raw]
     elif raw == "update":
-        event, action = "pull_request", _update_action(attrs, hook.get("changes") or {})
+        event, action = "pull_request", _update_action(attrs, _obj(hook, "changes", "changes"))
     else:
         event, action = "pull_request", MR_ACTIONS.get(raw, raw or None)
-    merged = raw == "merge" or attrs.get("state") == "merged"
-    pull = {"number": attrs.get("iid"), "merged": merged, "state": attrs.get("state"),
-            "head": {"sha": (attrs.get("last_commit") or {}).get("id")}}
+    state = _str(attrs, "state", "object_attributes.state")
+    merged = raw == "merge" or state == "merged"
+    head = _str(_obj(attrs, "last_commit", "object_attributes.last_commit"), "id", "object_attributes.last_commit.id")
+    pull = {"number": _int(attrs, "iid", "object_attributes.iid"), "merged": merged, "state": state,
+            "head": {"sha": head}}
     return event, action, {"action": action, "pull_request": pull, "repository": repository(hook)}
 
 
 def translate_note(hook: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
     """A Note Hook on a merge request as ``issue_comment``; any other note stays ``gitlab:note``."""
-    attrs = hook.get("object_attributes") or {}
-    if attrs.get("noteable_type") != "MergeRequest" or not isinstance(hook.get("merge_request"), dict):
+    attrs = _obj(hook, "object_attributes", "object_attributes")
+    if _str(attrs, "noteable_type", "object_attributes.noteable_type") != "MergeRequest":
         return untranslated(hook)
-    action = NOTE_ACTIONS.get(str(attrs.get("action") or "create"), str(attrs.get("action")))
-    user = hook.get("user") or {}
+    merge_request = _obj(hook, "merge_request", "merge_request")
+    if not merge_request:
+        return untranslated(hook)
+    raw = _str(attrs, "action", "object_attributes.action") or "create"
+    action = NOTE_ACTIONS.get(raw, raw)
+    user = _obj(hook, "user", "user")
     payload = {
         "action": action,
-        "issue": {"number": hook["merge_request"].get("iid"), "pull_request": {}},
-        "comment": {"id": attrs.get("id"), "body": attrs.get("note") or "",
-                    "user": {"login": user.get("username"), "type": "Bot" if is_bot_user(user) else "User"}},
+        "issue": {"number": _int(merge_request, "iid", "merge_request.iid"), "pull_request": {}},
+        "comment": {"id": _int(attrs, "id", "object_attributes.id"),
+                    "body": _str(attrs, "note", "object_attributes.note") or "",
+                    "user": {"login": _str(user, "username", "user.username"),
+                             "type": "Bot" if is_bot_user(user) else "User"}},
         "repository": repository(hook),
     }
     return "issue_comment", action, payload
@@ -140,31 +177,36 @@ def translate_note(hook: Mapping[str, Any]) -> tuple[str, str | None, dict[str, 
 
 def translate_push(hook: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
     """A Push Hook as ``push``: ``ref``, ``before``, ``after``, ``deleted`` (after is all zeros)."""
-    after = hook.get("after")
-    return "push", None, {"ref": hook.get("ref"), "before": hook.get("before"), "after": after,
-                          "deleted": after == ZERO_SHA, "repository": repository(hook)}
+    after = _str(hook, "after", "after")
+    return "push", None, {"ref": _str(hook, "ref", "ref"), "before": _str(hook, "before", "before"),
+                          "after": after, "deleted": after == ZERO_SHA, "repository": repository(hook)}
 
 
 def untranslated(hook: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
     """A hook no handler reads: recorded as ``gitlab:<object_kind>`` and skipped by the worker."""
-    attrs = hook.get("object_attributes") or {}
+    attrs = hook.get("object_attributes")
     action = attrs.get("action") if isinstance(attrs, dict) else None
-    kind = str(hook.get("object_kind") or hook.get("event_name") or "unknown")[:50]
-    return f"gitlab:{kind}", action if isinstance(action, str) else None, {"repository": repository(hook)}
+    kind = hook.get("object_kind") or hook.get("event_name")
+    kind = kind if isinstance(kind, str) and kind else "unknown"
+    return f"gitlab:{kind[:50]}", action if isinstance(action, str) else None, {"repository": repository(hook)}
 
 
 TRANSLATORS = {"merge_request": translate_merge_request, "note": translate_note, "push": translate_push}
 
 
 def translate(hook: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
-    """(event, action, payload) in the shape the handlers read; the original under ``"gitlab"``."""
-    kind = hook.get("object_kind")
-    event, action, payload = TRANSLATORS.get(kind, untranslated)(hook)
+    """(event, action, payload) in the shape the handlers read; the original under ``"gitlab"``.
+
+    Raises :class:`IntakeError` (400) naming the first field read that has the wrong type.
+    """
+    kind = _str(hook, "object_kind", "object_kind")
+    event, action, payload = TRANSLATORS.get(kind or "", untranslated)(hook)
     return event, action[:64] if isinstance(action, str) else None, {**payload, "gitlab": hook}
 
 
 def to_new_event(headers: Mapping[str, str], body: bytes) -> NewEvent:
     """The forge-neutral record of an authentic GitLab hook (call :func:`check_token` first)."""
+    check_header_text(headers, KEPT_HEADERS)
     hook = parse_body(body)
     event, action, payload = translate(hook)
     repo = payload["repository"].get("full_name")

@@ -92,10 +92,19 @@ class Dispatcher:
         return Outcome.DONE
 
     def sweep(self) -> list[int]:
-        """Queue again every event whose lease expired (the periodic task, and at worker start)."""
+        """Queue again every event whose lease expired (the periodic task, and at worker start).
+
+        When the queue refuses a message, that event and the rest are left for the next sweep."""
         ids = self.store.reclaim_expired(max_attempts=self.max_attempts)
-        for event_id in ids:
-            self.queue.enqueue_event(event_id)
+        for n, event_id in enumerate(ids):
+            try:
+                self.queue.enqueue_event(event_id)
+            except Exception as exc:
+                log.error("sweep: queue unavailable (%s: %s); %d event(s) left for the next sweep",
+                          type(exc).__name__, exc, len(ids) - n)
+                for left in ids[n:]:
+                    self.store.unqueued(left)
+                return ids[:n]
         if ids:
             log.warning("reclaimed %d event(s) with expired leases: %s", len(ids), ids[:20])
         return ids
@@ -109,7 +118,12 @@ class Dispatcher:
         if self.store.fail(claim, error, max_attempts=self.max_attempts, retry_delay=delay):
             log.warning("delivery %s attempt %d failed (%s); retry in %.0fs", event.delivery_id,
                         claim.attempt, type(exc).__name__, delay, exc_info=exc)
-            self.queue.enqueue_event(event.id, delay=delay)
+            try:
+                self.queue.enqueue_event(event.id, delay=delay)
+            except Exception as queue_exc:   # the queue is down: the sweep enqueues it once the delay is over
+                log.error("delivery %s: retry not enqueued (%s); the sweep will enqueue it",
+                          event.delivery_id, type(queue_exc).__name__)
+                self.store.unqueued(event.id, after=delay)
             return Outcome.RETRY
         log.error("delivery %s failed for good after %d attempts", event.delivery_id, claim.attempt,
                   exc_info=exc)

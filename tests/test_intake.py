@@ -29,6 +29,10 @@ class FakeStore:
         self.rows[new.delivery_id] = (new, state, note)
         return len(self.rows)
 
+    def unqueued(self, event_id: int, *, after: float = 0.0) -> bool:
+        self.unqueued_ids = [*getattr(self, "unqueued_ids", []), event_id]
+        return True
+
 
 class FakeQueue:
     def __init__(self, broken: bool = False) -> None:
@@ -124,6 +128,7 @@ def test_queue_down_still_accepts_the_recorded_event() -> None:
     out = intake.accept(NewEvent(forge="github", delivery_id="q", event="push", payload={}), store,
                         FakeQueue(broken=True))
     assert out.status is HTTPStatus.ACCEPTED and "q" in store.rows  # the sweep enqueues it later
+    assert store.unqueued_ids == [out.event_id]                     # at the next sweep, not after the lease
 
 
 def test_form_encoded_deliveries_are_understood(webhooks) -> None:

@@ -7,15 +7,20 @@ whose lease expired cannot finish an event that another worker has since claimed
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import Text, cast, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, defer
 
 from modelherd.store.models import Event, EventState
+
+log = logging.getLogger(__name__)
 
 #: How long a queued event may wait for a worker before the sweep enqueues it again (a message lost
 #: between commit and enqueue, or taken by a worker that died before claiming it).
@@ -56,10 +61,11 @@ class EventRecord:
     error: str | None
 
     @classmethod
-    def of(cls, row: Event) -> EventRecord:
+    def of(cls, row: Event, *, payload: Any) -> EventRecord:
+        """The snapshot of ``row`` with ``payload`` (decoded by the caller: see :func:`decode_payload`)."""
         return cls(id=row.id, forge=row.forge, delivery_id=row.delivery_id, event=row.event,
                    action=row.action, installation_id=row.installation_id, repo=row.repo,
-                   payload=row.payload, headers=dict(row.headers or {}), received_at=row.received_at,
+                   payload=payload, headers=dict(row.headers or {}), received_at=row.received_at,
                    state=EventState(row.state), attempts=row.attempts, lease_until=row.lease_until,
                    error=row.error)
 
@@ -100,15 +106,15 @@ class EventsRepo:
             return None
 
     def get_event(self, event_id: int) -> EventRecord | None:
+        """The event, its payload ``None`` when the stored text cannot be decoded."""
         with self._tx() as s:
-            row = s.get(Event, event_id)
-            return EventRecord.of(row) if row else None
+            record = _load(s, Event.id == event_id)
+        return record[0] if record else None
 
     def find_event(self, forge: str, delivery_id: str) -> EventRecord | None:
         with self._tx() as s:
-            row = s.execute(select(Event).where(Event.forge == forge, Event.delivery_id == delivery_id)
-                            ).scalar_one_or_none()
-            return EventRecord.of(row) if row else None
+            record = _load(s, (Event.forge == forge) & (Event.delivery_id == delivery_id))
+        return record[0] if record else None
 
     def installation_for(self, forge: str, repo: str) -> int | None:
         """The installation the newest delivery for ``repo`` came through (how background jobs such as
@@ -123,17 +129,22 @@ class EventsRepo:
         """Per repository of ``forge``, (repo, installation, SHA) of the newest push for which
         ``head_of(payload)`` gives a SHA (e.g. pushes to the default branch).  GitHub pushes without an
         installation are left out (nothing could act on them); GitLab has no installations (None)."""
-        query = select(Event.repo, Event.installation_id, Event.payload).where(
+        query = select(Event.id, Event.repo, Event.installation_id, _PAYLOAD_TEXT).where(
             Event.forge == forge, Event.event == "push", Event.repo.is_not(None))
         if forge == "github":
             query = query.where(Event.installation_id.is_not(None))
         with self._tx() as s:
             rows = s.execute(query.order_by(Event.id.desc()).limit(limit)).all()
         found: dict[str, tuple[str, int, str]] = {}
-        for repo, installation, payload in rows:
-            if repo in found or not isinstance(payload, dict):
+        for event_id, repo, installation, text in rows:
+            if repo in found:
                 continue
-            sha = head_of(payload)
+            try:
+                payload = decode_payload(text)
+            except UndecodablePayload as exc:   # one bad row must not stop the sweep of every repository
+                self._fail_undecodable(event_id, exc)
+                continue
+            sha = head_of(payload) if isinstance(payload, dict) else None
             if sha:
                 found[repo] = (repo, installation, sha)
         return list(found.values())
@@ -167,8 +178,21 @@ class EventsRepo:
                             .execution_options(synchronize_session=False))
             if res.rowcount != 1:
                 return None
-            row = s.get(Event, event_id, populate_existing=True)
-            return Claim(event=EventRecord.of(row), attempt=row.attempts, lease_until=until)
+            record, error = _load(s, Event.id == event_id)
+            if error is None:
+                return Claim(event=record, attempt=record.attempts, lease_until=until)
+        self._fail_undecodable(event_id, error)
+        return None
+
+    def _fail_undecodable(self, event_id: int, error: UndecodablePayload) -> None:
+        """Mark an event whose stored payload cannot be decoded ``failed`` with the reason, so that it is
+        never claimed, queued or read again (it can only be the residue of an older intake or a hand edit)."""
+        log.error("event %s marked failed: %s", event_id, error)
+        with self._tx() as s:
+            s.execute(update(Event).where(Event.id == event_id, Event.state != EventState.FAILED.value)
+                      .values(state=EventState.FAILED.value, lease_until=None, finished_at=self.now(),
+                              error=str(error)[:4000])
+                      .execution_options(synchronize_session=False))
 
     def renew(self, claim: Claim, lease_seconds: float) -> Claim | None:
         """Extend a held lease (long jobs); ``None`` when the claim was lost."""
@@ -202,6 +226,16 @@ class EventsRepo:
                             .values(state=EventState.QUEUED.value, lease_until=until, attempts=0,
                                     finished_at=None, error=None)
                             .execution_options(synchronize_session=False))
+            return res.rowcount == 1
+
+    def unqueued(self, event_id: int, *, after: float = 0.0) -> bool:
+        """The queue refused the event's message (Redis down): let the queue lease run out ``after``
+        seconds from now, so that the periodic sweep (every minute) enqueues it then, instead of after
+        the whole queue lease.  Only a queued event changes; True if it did."""
+        until = self.now() + timedelta(seconds=after)
+        with self._tx() as s:
+            res = s.execute(update(Event).where(Event.id == event_id, Event.state == EventState.QUEUED.value)
+                            .values(lease_until=until).execution_options(synchronize_session=False))
             return res.rowcount == 1
 
     def reclaim_expired(self, *, max_attempts: int, queue_lease: float = DEFAULT_QUEUE_LEASE,
@@ -246,6 +280,39 @@ class EventsRepo:
 
     def now(self) -> datetime:  # pragma: no cover
         raise NotImplementedError
+
+
+class UndecodablePayload(ValueError):
+    """A stored payload that is not JSON this process can read (raw form text, nesting too deep…)."""
+
+
+#: The payload as the database's own text: decoded here, where a failure is caught, not in the driver.
+_PAYLOAD_TEXT = cast(Event.payload, Text)
+
+
+def decode_payload(text: str | None) -> Any:
+    """The payload stored as ``text`` (``None`` for SQL NULL); :class:`UndecodablePayload` when unreadable."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise UndecodablePayload(f"stored payload cannot be decoded: {type(exc).__name__}: {exc}"[:500]) from exc
+
+
+def _load(s: Session, where: Any) -> tuple[EventRecord, UndecodablePayload | None] | None:
+    """The event matching ``where`` with its payload decoded here; the error too when it cannot be
+    (the record's payload is then ``None``).  ``None`` when no event matches."""
+    found = s.execute(select(Event, _PAYLOAD_TEXT).where(where).options(defer(Event.payload))
+                      .execution_options(populate_existing=True)).first()
+    if found is None:
+        return None
+    row, text = found
+    try:
+        payload, error = decode_payload(text), None
+    except UndecodablePayload as exc:
+        payload, error = None, exc
+    return EventRecord.of(row, payload=payload), error
 
 
 _EVENTS = Event.__table__
