@@ -82,7 +82,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from modelherd.manifest import Deployment, GateMode, Goal, parse_duration
+from modelherd.manifest import Deployment, GateMode, Goal, Runtime, parse_duration
 from modelherd.registry import ModelVersionInfo
 from modelherd.store import Store
 from modelherd.store.rollouts import LeaseLost, NewRollout, RolloutEventRecord, RolloutRecord, Written
@@ -161,7 +161,8 @@ def plan_steps(dep: Deployment, *, target: str, stable: ModelVersionInfo | None)
     """The traffic steps of a rollout and notes on why they differ from the manifest's canary.
 
     A canary needs a traffic split and a version to split with: on a target without a split
-    (``mlflow-alias``) or for a create (nothing serves yet) the canary runs as one 100% step.
+    (``mlflow-alias``), for ``runtime: deployment`` (a plain Deployment has none) or for a create
+    (nothing serves yet) the canary runs as one 100% step.
     """
     canary = list(dep.rollout.canary or [])
     if not canary or canary == [100]:
@@ -169,6 +170,8 @@ def plan_steps(dep: Deployment, *, target: str, stable: ModelVersionInfo | None)
     shown = ", ".join(f"{p}%" for p in canary)
     if target in SINGLE_STEP_TARGETS:
         return [100], [f"the {target} target has no traffic split: canary [{shown}] runs as one 100% step"]
+    if dep.serving.runtime is Runtime.DEPLOYMENT:
+        return [100], [f"runtime: deployment has no traffic split: canary [{shown}] runs as one 100% step"]
     if stable is None:
         return [100], [f"nothing serves yet (a create): canary [{shown}] runs as one 100% step"]
     return canary, []

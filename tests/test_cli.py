@@ -88,7 +88,6 @@ def test_registry_down_exits_2_with_a_clear_message(tmp_path):
     assert "registry could not be reached" in done.stdout and "127.0.0.1:9" in done.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 7")
 def test_plan_of_hostile_manifests_is_findings_not_a_traceback(tmp_path):
     """Each of these crashed `plan` (RecursionError, ValueError, RenderError) or passed a NaN gate."""
     repo = example_repo(tmp_path / "repo")

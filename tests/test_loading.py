@@ -26,15 +26,7 @@ def _expectation(path: Path) -> tuple[Position, str]:
     return Position(int(m.group(1)), int(m.group(2))), m.group(3).decode()
 
 
-# Issue 11 item 7: each of these crashed or was accepted (then failed to render) before the fix.
-CRASHED = {"recursive-alias.yaml", "huge-int.yaml", "bad-gpu-type.yaml", "digit-name.yaml", "nan-gate.yaml",
-           "inf-gate.yaml", "overflow-gate.yaml", "canary-on-deployment.yaml", "deployment-scale-metric.yaml",
-           "canary-name-too-long.yaml", "huge-duration.yaml", "huge-version.yaml"}
-CASES = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="issue 11 item 7")) if p.name in CRASHED
-         else p for p in BAD]
-
-
-@pytest.mark.parametrize("path", CASES, ids=[p.name for p in BAD])
+@pytest.mark.parametrize("path", BAD, ids=[p.name for p in BAD])
 def test_bad_manifest_is_refused_at_its_position(path: Path):
     position, text = _expectation(path)
     manifests, findings = load_manifests(path.name, path.read_bytes())
@@ -45,7 +37,7 @@ def test_bad_manifest_is_refused_at_its_position(path: Path):
     assert all(f.file == path.name for f in errors)
 
 
-@pytest.mark.parametrize("path", CASES, ids=[p.name for p in BAD])
+@pytest.mark.parametrize("path", BAD, ids=[p.name for p in BAD])
 def test_validate_command_prints_one_line_per_error_and_no_traceback(path: Path):
     done = subprocess.run([sys.executable, "-m", "modelherd", "validate", str(path)],
                           capture_output=True, text=True, timeout=60)

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from modelherd.clock import rfc3339
 from modelherd.history_cli import command as history_command
+from modelherd.manifest import Runtime, Serving
 from modelherd.queue import JobQueue
 from modelherd.rollout import (
     DEPLOYED_TAG,
@@ -56,6 +57,16 @@ def test_steps_from_the_manifest() -> None:
     assert steps == [100] and "no traffic split" in notes[0]
     steps, notes = plan_steps(canary, target="kubernetes", stable=None)
     assert steps == [100] and "a create" in notes[0]
+
+
+def test_a_canary_of_a_plain_deployment_runs_as_one_step() -> None:
+    """A plain Deployment has no traffic split: its canary (which protected environments require)
+    runs as one 100% step with a note, instead of failing to render at step 1."""
+    canary = deployment(canary=[20, 100])
+    plain = canary.model_copy(update={"serving": Serving(runtime=Runtime.DEPLOYMENT, image="ghcr.io/acme/m:1")})
+    steps, notes = plan_steps(plain, target="kubernetes", stable=version(1))
+    assert steps == [100] and notes == ["runtime: deployment has no traffic split: canary [20%, 100%] runs as "
+                                        "one 100% step"]
 
 
 def test_unknown_trigger_is_refused(rig: Rig) -> None:
