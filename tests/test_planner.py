@@ -125,6 +125,16 @@ def test_a_version_no_server_can_fetch_is_a_finding_not_a_crash(repo, registry):
     assert finding.position.line == 10 and plan.checks["schema"].conclusion is Conclusion.FAILURE
 
 
+@pytest.mark.xfail(strict=True, reason="canary analysis that fails safe: NaN in the registry")
+def test_a_nan_metric_in_the_registry_blocks_the_change(repo, registry):
+    registry.add("fraud-detector", 2, metrics={"auc": float("nan"), "latency_p99_ms": 29.5}, tags=PASSED)
+    plan = plan_for(repo, registry, bump(repo, "fraud-detector", 1, 2))
+    assert plan.checks["metrics"].conclusion is Conclusion.FAILURE
+    finding = next(f for f in report(plan, "fraud-detector", "production").findings if "NaN" in f.message)
+    assert finding.message == "auc is NaN for version 2: not a number, so the gate cannot pass"
+    assert finding.position.line == 19
+
+
 def test_a_broken_manifest_is_reported_and_the_others_still_planned(repo, registry):
     broken = read(repo, "models/churn-model.yaml").replace("replicas: {min: 1, max: 4}", "replicas: {min: 1, max: four}")
     plan = plan_for(repo, registry, {**bump(repo, "fraud-detector", 1, 2), "models/churn-model.yaml": broken})
