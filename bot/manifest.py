@@ -234,6 +234,10 @@ class Rollout(_Strict):
         None, description="Traffic percentages of the candidate, step by step; the last must be 100.")
     verify_for: str | int = Field("0s", description="How long each step is watched before the next (e.g. 10m).")
     timeout: str | int = Field("15m", description="How long a step may take to become ready.")
+    inconclusive_limit: int = Field(
+        0, ge=0, le=100,
+        description="How many inconclusive live measurements (NaN: no traffic, or no series) the rollout "
+                    "tolerates: each makes the step wait a minute and measure again; one more fails the step.")
 
     @field_validator("verify_for", "timeout")
     @classmethod

@@ -125,7 +125,6 @@ def test_a_version_no_server_can_fetch_is_a_finding_not_a_crash(repo, registry):
     assert finding.position.line == 10 and plan.checks["schema"].conclusion is Conclusion.FAILURE
 
 
-@pytest.mark.xfail(strict=True, reason="canary analysis that fails safe: NaN in the registry")
 def test_a_nan_metric_in_the_registry_blocks_the_change(repo, registry):
     registry.add("fraud-detector", 2, metrics={"auc": float("nan"), "latency_p99_ms": 29.5}, tags=PASSED)
     plan = plan_for(repo, registry, bump(repo, "fraud-detector", 1, 2))
