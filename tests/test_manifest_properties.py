@@ -1,6 +1,6 @@
 """Property-based tests of the manifest pipeline: whatever a pull request holds, `validate` either
-accepts it, and then it plans and renders without an exception, or it answers with findings that each
-name file:line:column; it never raises.
+accepts it, and then it plans and renders without an exception (into objects the real schemas accept,
+at every rollout step), or it answers with findings that each name file:line:column; it never raises.
 
 Two families of input: manifests of the right shape whose field values are drawn at random (mostly
 valid, a few fields hostile at a time: NaN and infinite bounds, numbers of thousands of digits, names
@@ -29,6 +29,7 @@ from modelherd.registry import ModelVersionInfo
 from modelherd.registry.memory import InMemoryRegistry
 from modelherd.render import render
 from modelherd.rollout import plan_steps
+from tests.kube_schemas import validate_builtin, validate_inferenceservice
 
 FILE = "models/m.yaml"
 CONFIG = b"""version: 1
@@ -43,7 +44,7 @@ CLUSTERS = {"onprem-a": {"name": "onprem-a", "provider": "onprem", "onprem": Tru
 
 # Hypothesis keeps no example database (nothing written into the checkout) and has no deadline: the
 # suite may run under a shifted clock, and a plan evaluates Rego.
-PROPERTY = settings(max_examples=150, deadline=None, database=None,
+PROPERTY = settings(max_examples=200, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -319,7 +320,11 @@ def assert_plans(text: str, metrics: dict[str, float]) -> None:
             render(dep, candidate)
             steps, _ = plan_steps(dep, target="kubernetes", stable=stable)
             for percent in steps:
-                render(dep, candidate, canary_percent=percent, stable=stable)
+                for obj in render(dep, candidate, canary_percent=percent, stable=stable):
+                    # and the cluster would take it: the real CRD / built-in schemas and metadata rules
+                    errors = (validate_inferenceservice(obj) if obj["kind"] == "InferenceService"
+                              else validate_builtin(obj))
+                    assert errors == [], (obj["kind"], errors)
                 render(dep, stable)   # the rollback
         registry = InMemoryRegistry()
         model = manifest.spec.model
