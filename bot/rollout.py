@@ -756,7 +756,10 @@ def evaluate_gates(dep: Deployment, live: Mapping[str, Measurement], baseline: M
             continue
         why = _inconclusive(value)
         if why is not None:
-            inconclusive.append((name, why))
+            if gate.mode is GateMode.WARN:
+                notes.append(f"warn: {name} inconclusive ({why})")
+            else:
+                inconclusive.append((name, why))
             continue
         assert isinstance(value, float | int)
         problems = []
@@ -767,7 +770,7 @@ def evaluate_gates(dep: Deployment, live: Mapping[str, Measurement], baseline: M
         base = baseline.get(name)
         base_why = _inconclusive(base) or ("not finite" if isinstance(base, float) and math.isinf(base) else None)
         if gate.max_regression is not None and base_why is not None:
-            if baseline_required:
+            if baseline_required and gate.mode is GateMode.ENFORCE:
                 inconclusive.append((name, f"stable baseline: {base_why}"))
             else:
                 notes.append(f"{name}: stable baseline {base_why}, regression not checked")
