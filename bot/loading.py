@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelherd.checks import Finding, Position, Severity
-from modelherd.manifest import API_VERSION, DNS_LABEL, KIND, ModelDeployment
+from modelherd.manifest import API_VERSION, DNS_1035, DNS_LABEL, KIND, LABEL_VALUE, ModelDeployment, serving_problems
 from modelherd.yamlsafe import Document, YamlError, load_documents
 
 
@@ -28,6 +28,13 @@ class LoadedManifest:
 
 
 _DNS_HINT = "use lower-case letters, digits and '-', starting and ending with a letter or digit (a DNS label)"
+_PATTERN_HINTS = {
+    DNS_LABEL: _DNS_HINT,
+    DNS_1035: "use lower-case letters, digits and '-', starting with a letter and ending with a letter or digit "
+              "(a DNS-1035 label: it names the Service or InferenceService)",
+    LABEL_VALUE: "a Kubernetes label value: letters, digits, '-', '_' and '.', starting and ending with a letter "
+                 "or digit, at most 63 characters",
+}
 
 _HINTS = {
     "extra_forbidden": "unknown field; check its spelling and indentation (see `modelherd schema`)",
@@ -39,11 +46,13 @@ _HINTS = {
     "literal_error": None,
     "string_pattern_mismatch": None,
     "bool_type": "write true or false",
+    "finite_number": "write a real number: .nan and .inf compare false with everything, so such a gate "
+                     "could never fail",
 }
 
 
-def _describe(error: dict[str, Any]) -> tuple[str, str | None]:
-    loc = ".".join(str(p) for p in error["loc"] if not _is_internal(p))
+def _describe(error: dict[str, Any], path: tuple[str | int, ...]) -> tuple[str, str | None]:
+    loc = ".".join(str(p) for p in path)
     kind = error["type"]
     msg = error["msg"]
     if kind.startswith("value_error") and msg.startswith("Value error, "):
@@ -55,7 +64,7 @@ def _describe(error: dict[str, Any]) -> tuple[str, str | None]:
     if kind == "string_pattern_mismatch":
         got = error.get("input")
         pattern = (error.get("ctx") or {}).get("pattern", "")
-        hint = _DNS_HINT if pattern == DNS_LABEL else f"it must match the pattern {pattern}"
+        hint = _PATTERN_HINTS.get(pattern, f"it must match the pattern {pattern}")
         return f"`{loc}`: {got!r} is not allowed here", hint
     if kind == "string_type" and isinstance(error.get("input"), bool):
         return f"`{loc}`: expected text, got a boolean", \
@@ -68,16 +77,23 @@ def _is_internal(part: Any) -> bool:
     return isinstance(part, str) and ("[" in part or part in {"function-after", "function-before"})
 
 
-def _data_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
-    return tuple(p for p in loc if not _is_internal(p))
+# pydantic names the member of a union (``str | int``) that failed after the field: ``timeout.str``
+_UNION_MEMBERS = {"str", "int", "float", "bool", "none", "list", "dict"}
+
+
+def _data_path(loc: tuple[Any, ...], doc: Document) -> tuple[str | int, ...]:
+    path = tuple(p for p in loc if not _is_internal(p))
+    if path and path[-1] in _UNION_MEMBERS and path not in doc.value_positions:
+        path = path[:-1]
+    return path
 
 
 def validation_findings(file: str, doc: Document, exc: ValidationError, model: str | None = None) -> list[Finding]:
     findings = []
     seen: set[tuple[Any, ...]] = set()
     for error in exc.errors(include_url=False):
-        path = _data_path(error["loc"])
-        message, hint = _describe(error)
+        path = _data_path(error["loc"], doc)
+        message, hint = _describe(error, path)
         key = (path, message)
         if key in seen:
             continue
@@ -120,6 +136,11 @@ def load_manifests(file: str, raw: bytes | str) -> tuple[list[LoadedManifest], l
             manifest = ModelDeployment.model_validate(data)
         except ValidationError as exc:
             findings.extend(validation_findings(file, doc, exc, model=name if isinstance(name, str) else None))
+            continue
+        problems = serving_problems(manifest)
+        if problems:
+            findings.extend(Finding("schema", Severity.ERROR, p.message, file, doc.position_of(p.path),
+                                    model=manifest.metadata.name, hint=p.hint) for p in problems)
             continue
         loaded.append(LoadedManifest(file, manifest, doc))
     return loaded, findings

@@ -10,7 +10,9 @@ Every model forbids unknown fields: a misspelt ``replicas`` must be an error, no
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -20,6 +22,11 @@ API_VERSION = "modelherd.dev/v1"
 KIND = "ModelDeployment"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A model's name names its Service and KServe InferenceService: both need a DNS-1035 label (a letter first).
+DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"   # a Kubernetes label value (at most 63)
+INT32 = 2**31 - 1                                                 # Kubernetes and MLflow integers
+MAX_DURATION = 7 * 24 * 3600
 QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"  # Kubernetes resource.Quantity
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -29,16 +36,23 @@ class _Strict(BaseModel):
 
 
 def parse_duration(text: str | int) -> int:
-    """``"1h30m"``, ``"10m"``, ``"45s"`` or a number of seconds → seconds."""
+    """``"1h30m"``, ``"10m"``, ``"45s"`` or a number of seconds → seconds (at most 7 days)."""
     if isinstance(text, int):
         if text < 0:
             raise ValueError("a duration cannot be negative")
-        return text
-    m = _DURATION.match(text.strip())
-    if not text.strip() or not m:
-        raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 10m, 1h30m")
-    h, mi, s = (int(x or 0) for x in m.groups())
-    return h * 3600 + mi * 60 + s
+        seconds = text
+    else:
+        m = _DURATION.match(text.strip())
+        if not text.strip() or not m:
+            raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 10m, 1h30m")
+        if any(len(x or "") > 12 for x in m.groups()):
+            seconds = MAX_DURATION + 1
+        else:
+            h, mi, s = (int(x or 0) for x in m.groups())
+            seconds = h * 3600 + mi * 60 + s
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{text!r} is longer than the limit: at most 7 days (168h)")
+    return seconds
 
 
 # a user (alice) or a team (@acme/risk-ml)
@@ -46,8 +60,9 @@ OWNER = r"^@?[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,38})(?:/[A-Za-z0-9][A-Za-z0-9_.-]{0,
 
 
 class Metadata(_Strict):
-    name: str = Field(pattern=DNS_LABEL, max_length=63,
-                      description="Name of the deployment: lower-case letters, digits and '-' (a DNS label).")
+    name: str = Field(pattern=DNS_1035, max_length=63,
+                      description="Name of the deployment: lower-case letters, digits and '-', starting with a "
+                                  "letter (a DNS-1035 label: it names the Service or InferenceService).")
     description: str | None = Field(None, max_length=2000, description="Free text shown in the plan.")
     owners: list[Annotated[str, Field(pattern=OWNER)]] = Field(
         default_factory=list, description="Users (alice) or teams (@org/team) who own the model.")
@@ -60,14 +75,14 @@ class Metadata(_Strict):
 class ModelRef(_Strict):
     registry: str = Field("mlflow", description="Registry name from the server settings.")
     name: str = Field(min_length=1, max_length=256, description="Registered model name in the registry.")
-    version: int | None = Field(None, ge=1, description="A pinned model version (preferred).")
+    version: int | None = Field(None, ge=1, le=INT32, description="A pinned model version (preferred).")
     alias: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,255}$",
                               description="A registry alias, e.g. champion. Mutable: refused in protected environments by default.")
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_text(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.isdigit():
+        if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) <= 12:
             return int(v)
         return v
 
@@ -86,7 +101,9 @@ class Resources(_Strict):
     cpu: str | None = Field(None, pattern=QUANTITY, description="CPU request, e.g. \"1\" or 500m.")
     memory: str | None = Field(None, pattern=QUANTITY, description="Memory request, e.g. 2Gi.")
     gpu: int = Field(0, ge=0, le=16, description="Number of GPUs (nvidia.com/gpu).")
-    gpu_type: str | None = Field(None, max_length=63, description="Node selector value for the GPU product.")
+    gpu_type: str | None = Field(None, max_length=63, pattern=LABEL_VALUE,
+                                description="Node selector value for the GPU product (a label value, e.g. "
+                                            "NVIDIA-A100-SXM4-80GB).")
     cpu_limit: str | None = Field(None, pattern=QUANTITY)
     memory_limit: str | None = Field(None, pattern=QUANTITY)
 
@@ -100,7 +117,7 @@ class Replicas(_Strict):
     min: int = Field(1, ge=0, le=1000, description="Minimum replicas (0 allows scale to zero on KServe).")
     max: int | None = Field(None, ge=1, le=1000, description="Maximum replicas; omit for a fixed count.")
     scale_metric: Literal["cpu", "memory", "concurrency", "rps"] | None = None
-    scale_target: int | None = Field(None, ge=1)
+    scale_target: int | None = Field(None, ge=1, le=INT32)
 
     @model_validator(mode="after")
     def _order(self) -> "Replicas":
@@ -158,8 +175,8 @@ _REGRESSION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 class MetricGate(_Strict):
     goal: Goal | None = Field(None, description="Whether higher (maximize) or lower (minimize) is better. "
                                                 "Inferred from min (maximize) or max (minimize) when omitted.")
-    min: float | None = Field(None, description="Absolute lower bound.")
-    max: float | None = Field(None, description="Absolute upper bound.")
+    min: float | None = Field(None, allow_inf_nan=False, description="Absolute lower bound.")
+    max: float | None = Field(None, allow_inf_nan=False, description="Absolute upper bound.")
     max_regression: float | str | None = Field(
         None, description="How much worse than the version serving now the candidate may be: "
                           "a number (absolute, e.g. 0.01) or a percentage (relative, e.g. \"5%\").")
@@ -169,8 +186,13 @@ class MetricGate(_Strict):
     @classmethod
     def _regression(cls, v: float | str | None) -> float | str | None:
         if isinstance(v, str):
-            if not _REGRESSION.match(v):
+            m = _REGRESSION.match(v)
+            if not m:
                 raise ValueError(f"{v!r}: write a number (absolute) or a percentage like \"5%\"")
+            if not math.isfinite(float(m.group(1))):
+                raise ValueError(f"{v!r} is not a finite percentage")
+        elif v is not None and not math.isfinite(v):
+            raise ValueError("max_regression must be a finite number (.nan and .inf never compare)")
         elif v is not None and v < 0:
             raise ValueError("max_regression cannot be negative")
         return v
@@ -212,6 +234,10 @@ class Rollout(_Strict):
         None, description="Traffic percentages of the candidate, step by step; the last must be 100.")
     verify_for: str | int = Field("0s", description="How long each step is watched before the next (e.g. 10m).")
     timeout: str | int = Field("15m", description="How long a step may take to become ready.")
+    inconclusive_limit: int = Field(
+        0, ge=0, le=100,
+        description="How many inconclusive live measurements (NaN: no traffic, or no series) the rollout "
+                    "tolerates: each makes the step wait a minute and measure again; one more fails the step.")
 
     @field_validator("verify_for", "timeout")
     @classmethod
@@ -242,7 +268,7 @@ class Rollout(_Strict):
 
 
 class ModelOverride(_Strict):
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=INT32)
     alias: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,255}$")
 
     @model_validator(mode="after")
@@ -323,6 +349,53 @@ def effective(manifest: ModelDeployment, environment: str) -> Deployment:
         namespace=env.namespace, model=model, serving=serving, rollout=env.rollout,
         gates=manifest.spec.gates, owners=tuple(manifest.metadata.owners),
         labels=dict(manifest.metadata.labels), description=manifest.metadata.description, url=env.url)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What the schema alone cannot say: a combination of fields that no serving object can express."""
+
+    path: tuple[str | int, ...]      # where the author wrote it, as a manifest path
+    message: str
+    hint: str | None = None
+
+
+#: ``<name>-v<version>-predictor``: the Deployment KServe runs a Standard-mode canary as (see render.py)
+CANARY_DEPLOYMENT = "{name}-v{version}-predictor"
+MAX_VERSION_DIGITS = len(str(INT32))
+
+
+def serving_problems(manifest: ModelDeployment) -> list[Problem]:
+    """Combinations the schema accepts but no rendered object can carry, each placed on the field to
+    change: whatever :func:`modelherd.loading.load_manifests` accepts, the planner can render and the
+    rollout engine can apply at every step."""
+    problems: dict[tuple[str | int, ...], Problem] = {}
+    serving = manifest.spec.serving
+    name = manifest.metadata.name
+    for env_name, env in manifest.spec.environments.items():
+        dep = effective(manifest, env_name)
+        env_path = ("spec", "environments", env_name)
+        canary = [p for p in (env.rollout.canary or []) if p != 100]
+        metric = dep.serving.replicas.scale_metric
+        if serving.runtime is Runtime.DEPLOYMENT and metric in ("concurrency", "rps"):
+            where = env_path if env.replicas is not None and env.replicas.scale_metric else ("spec", "serving")
+            path = where + ("replicas", "scale_metric")
+            problems[path] = Problem(path, f"scale_metric {metric} needs runtime: kserve",
+                                     "runtime: deployment scales on cpu or memory")
+        if serving.runtime is Runtime.KSERVE and serving.deployment_mode == "Standard" and canary:
+            version = dep.model.version
+            digits = len(str(version)) if version is not None else MAX_VERSION_DIGITS
+            longest = 63 - len(CANARY_DEPLOYMENT.format(name="", version="")) - digits
+            if len(name) > longest:
+                path = ("metadata", "name")
+                shown = CANARY_DEPLOYMENT.format(name=name, version=version if version is not None else "N" * digits)
+                why = (f"version {version}" if version is not None
+                       else f"a version of up to {digits} digits (the model is referenced by alias)")
+                problems.setdefault(path, Problem(
+                    path, f"a KServe Standard-mode canary of {why} in {env_name} runs as the Deployment "
+                          f"{shown!r}, longer than 63 characters",
+                    f"shorten metadata.name to at most {longest} characters, or use deployment_mode: Knative"))
+    return list(problems.values())
 
 
 def json_schema() -> dict[str, Any]:

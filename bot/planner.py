@@ -27,7 +27,7 @@ from modelherd.locate import locator
 from modelherd.manifest import Deployment
 from modelherd.plan import Action, ApprovalRequirement, Change, ChangeReport, Plan, changes
 from modelherd.registry import CachedResolver, ModelVersionInfo, Registry, RegistryError, VersionNotFound
-from modelherd.render import render
+from modelherd.render import RenderError, render
 from modelherd.repoconfig import CONFIG_FILE, RepoConfig, parse_config
 from modelherd.yamldiff import diff
 
@@ -97,13 +97,21 @@ def _version_label(dep, info: ModelVersionInfo | None) -> str | None:
     return str(dep.model.version) if dep.model.version is not None else f"@{dep.model.alias}"
 
 
-def _render_and_diff(report: ChangeReport, repository: str | None) -> None:
-    """The objects before and after, as the rollout engine applies them (with the deploying repository)."""
+def _render_and_diff(report: ChangeReport, repository: str | None, locate) -> None:
+    """The objects before and after, as the rollout engine applies them (with the deploying repository).
+
+    Loading refuses every manifest that cannot render; what is left is registry data no server can
+    serve (a ``models:/`` storage URI): a finding on the model line, never an exception."""
     change = report.change
-    if change.base is not None:
-        report.rendered_before = render(_deployed_by(change.base, repository), report.current)
-    if change.head is not None:
-        report.rendered_after = render(_deployed_by(change.head, repository), report.candidate)
+    try:
+        if change.base is not None:
+            report.rendered_before = render(_deployed_by(change.base, repository), report.current)
+        if change.head is not None:
+            report.rendered_after = render(_deployed_by(change.head, repository), report.candidate)
+    except RenderError as exc:
+        report.findings.append(Finding("schema", Severity.ERROR, f"the serving objects cannot be rendered: {exc}",
+                                       change.file, locate(("model",)), change.name, change.environment,
+                                       hint="fix the manifest or the registry entry it points at"))
     report.diff = diff(report.rendered_before, report.rendered_after,
                        before_name=f"{change.base_file or '/dev/null'} ({change.environment}, base)",
                        after_name=f"{change.file} ({change.environment}, head)")
@@ -186,7 +194,7 @@ def build_plan(source: RevisionReader, base: str, head: str, ctx: PlanContext, *
         locate = locator(head_by_name.get(change.name) or base_by_name.get(change.name), change.environment)
         report.findings.extend(_unknown_environment(change, config, locate))
         _registry_facts(report, resolve, locate)
-        _render_and_diff(report, ctx.repository)
+        _render_and_diff(report, ctx.repository, locate)
         if change.head is not None and report.registry_error is None:
             report.metrics = evaluate_gates(change.head.gates, report.candidate, report.current)
             report.findings.extend(gate_findings(report.metrics, file=change.file, model=change.name,

@@ -76,13 +76,15 @@ The engine knows nothing of forges: progress goes out through ``notify(record, e
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from modelherd.manifest import Deployment, GateMode, Goal, parse_duration
+from modelherd.manifest import Deployment, GateMode, Goal, Runtime, parse_duration
+from modelherd.metrics_source import Inconclusive, Measurement, MetricSourceError
 from modelherd.registry import ModelVersionInfo
 from modelherd.store import Store
 from modelherd.store.rollouts import LeaseLost, NewRollout, RolloutEventRecord, RolloutRecord, Written
@@ -101,6 +103,7 @@ POLL_SECONDS = 5.0              # health poll while a step progresses
 RETRY_SECONDS = 10.0            # after a TargetError on apply
 WAIT_SECONDS = 30.0             # a pending rollout re-checks what it waits for (it is also woken)
 EARLY_TOLERANCE = 1.0           # a job more than this early is a duplicate: the scheduled one will come
+INCONCLUSIVE_RETRY_SECONDS = 60.0   # an allowed inconclusive measurement: measure again after this
 
 TargetFactory = Callable[[str, str], Target]
 Notify = Callable[[RolloutRecord, RolloutEventRecord], Any]
@@ -111,8 +114,9 @@ class MetricSource(Protocol):
     """Live metrics of a serving version (Prometheus, a model monitor…), for the manifest's gates."""
 
     def measure(self, dep: Deployment, version: ModelVersionInfo, *, canary_percent: int | None,
-                window_seconds: int) -> Mapping[str, float]:
-        """The latest values of the metrics it knows for ``version`` over the last ``window_seconds``."""
+                window_seconds: int) -> Mapping[str, Measurement]:
+        """The latest values of the metrics it knows for ``version`` over the last ``window_seconds``:
+        a number, or :class:`~modelherd.metrics_source.Inconclusive` (NaN counts as inconclusive too)."""
         ...
 
 
@@ -161,7 +165,8 @@ def plan_steps(dep: Deployment, *, target: str, stable: ModelVersionInfo | None)
     """The traffic steps of a rollout and notes on why they differ from the manifest's canary.
 
     A canary needs a traffic split and a version to split with: on a target without a split
-    (``mlflow-alias``) or for a create (nothing serves yet) the canary runs as one 100% step.
+    (``mlflow-alias``), for ``runtime: deployment`` (a plain Deployment has none) or for a create
+    (nothing serves yet) the canary runs as one 100% step.
     """
     canary = list(dep.rollout.canary or [])
     if not canary or canary == [100]:
@@ -169,6 +174,8 @@ def plan_steps(dep: Deployment, *, target: str, stable: ModelVersionInfo | None)
     shown = ", ".join(f"{p}%" for p in canary)
     if target in SINGLE_STEP_TARGETS:
         return [100], [f"the {target} target has no traffic split: canary [{shown}] runs as one 100% step"]
+    if dep.serving.runtime is Runtime.DEPLOYMENT:
+        return [100], [f"runtime: deployment has no traffic split: canary [{shown}] runs as one 100% step"]
     if stable is None:
         return [100], [f"nothing serves yet (a create): canary [{shown}] runs as one 100% step"]
     return canary, []
@@ -300,6 +307,7 @@ class _Advance:
         self.clock, self.notify, self.metrics = clock, notify, metrics
         self.wake: list[int] = []
         self.released = False   # the last write gave the lease up (saves a transaction)
+        self.inconclusive_now: list[str] = []   # metrics the last gates() found inconclusive
 
     # -- dispatch ----------------------------------------------------------------------------------
     def step(self, r: RolloutRecord) -> Decision:
@@ -404,6 +412,13 @@ class _Advance:
         if held < r.verify_seconds:
             return self.later(r, r.verify_seconds - held)
         ok, verdict = self.gates(r, percent)
+        if ok is None:   # inconclusive, and the manifest allows it: wait and measure again
+            written = self.store.rollout_transition(
+                r.id, self.holder, now=now, kind="observation", action="verify", step=k, release=True,
+                message=f"step {k + 1} ({percent}%): {verdict}; measuring again in {INCONCLUSIVE_RETRY_SECONDS:.0f}s",
+                detail={"inconclusive": self.inconclusive_now},
+                changes={"next_check_at": now + timedelta(seconds=INCONCLUSIVE_RETRY_SECONDS)})
+            return self.done(written, INCONCLUSIVE_RETRY_SECONDS)
         if not ok:
             return self.fail(r, f"step {k + 1} ({percent}%) failed its gates: {verdict}")
         self.record(self.store.rollout_transition(
@@ -430,25 +445,39 @@ class _Advance:
             changes={"next_check_at": self.clock() + timedelta(seconds=poll)})
         return self.done(written, poll)
 
-    def gates(self, r: RolloutRecord, percent: int) -> tuple[bool, str]:
-        """The manifest's metric gates against live metrics, or why verification is readiness only."""
+    def gates(self, r: RolloutRecord, percent: int) -> tuple[bool | None, str]:
+        """The manifest's metric gates against live metrics, or why verification is readiness only.
+
+        ``(True, note)``: passed; ``(False, reason)``: failed; ``(None, reason)``: inconclusive within
+        the manifest's ``rollout.inconclusive_limit`` (counted over the whole rollout): measure again."""
         dep = _dep(r)
+        self.inconclusive_now = []
         if not dep.gates.metrics:
             return True, "ready; readiness only (the manifest has no metric gates)"
         if self.metrics is None:
             return True, "ready; readiness only (no metric source configured)"
         window = max(r.verify_seconds, 60)
+        stable = _stable(r)
         try:
             live = self.metrics.measure(dep, _candidate(r), canary_percent=_canary(percent), window_seconds=window)
-            stable = _stable(r)
             baseline = (self.metrics.measure(dep, stable, canary_percent=None, window_seconds=window)
                         if stable is not None else {})
+        except MetricSourceError as exc:   # says what is wrong in words already
+            return False, f"metric source failed: {exc}"
         except Exception as exc:
             return False, f"metric source failed: {_text(exc)}"
-        failures, notes = evaluate_gates(dep, live, baseline)
-        if failures:
-            return False, "; ".join(failures)
-        return True, "ready; gates passed" + (f" ({'; '.join(notes)})" if notes else "")
+        verdict = evaluate_gates(dep, live, baseline, baseline_required=stable is not None and percent < 100)
+        if verdict.failures:
+            return False, "; ".join(verdict.failures)
+        if verdict.inconclusive:
+            allowed = dep.rollout.inconclusive_limit
+            used = sum(len(e.detail.get("inconclusive") or ()) for e in self.store.rollout_events(r.id)
+                       if e.action == "verify")
+            self.inconclusive_now = [name for name, _ in verdict.inconclusive]
+            texts = [f"canary metric {name} inconclusive ({why}) {used + i} of {allowed} allowed"
+                     for i, (name, why) in enumerate(verdict.inconclusive, 1)]
+            return (False if used + len(texts) > allowed else None), "; ".join(texts)
+        return True, "ready; gates passed" + (f" ({'; '.join(verdict.notes)})" if verdict.notes else "")
 
     # -- success -----------------------------------------------------------------------------------
     def mark_live(self, r: RolloutRecord) -> Decision:
@@ -690,23 +719,63 @@ class _Advance:
 # ---------------------------------------------------------------------------------------------------
 
 
-def evaluate_gates(dep: Deployment, live: Mapping[str, float],
-                   baseline: Mapping[str, float]) -> tuple[list[str], list[str]]:
-    """(failures, notes) of the manifest's metric gates on live values; ``warn`` gates only note."""
+@dataclass(frozen=True)
+class GateVerdict:
+    """The manifest's gates on one live measurement: what failed, what is only noted, and which
+    metrics said nothing (``(metric, why)``: NaN, no series)."""
+
+    failures: list[str]
+    notes: list[str]
+    inconclusive: list[tuple[str, str]]
+
+
+def _inconclusive(value: Measurement | None) -> str | None:
+    """Why ``value`` says nothing about the version, or None when it is a number (±inf included)."""
+    if isinstance(value, Inconclusive):
+        return value.reason
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN: no traffic?"
+    return None
+
+
+def evaluate_gates(dep: Deployment, live: Mapping[str, Measurement], baseline: Mapping[str, Measurement], *,
+                   baseline_required: bool = False) -> GateVerdict:
+    """The manifest's metric gates on live values; ``warn`` gates only note.
+
+    A gated metric the source does not measure (no query for it) is noted. A measured value that is
+    NaN or no series is *inconclusive* (Flagger's and Argo Rollouts' semantics), never a pass; so is the
+    stable version's value for a regression bound when ``baseline_required`` (a canary step, where the
+    stable version still serves traffic; at 100% it serves none, and the regression is only noted)."""
     failures: list[str] = []
     notes: list[str] = []
+    inconclusive: list[tuple[str, str]] = []
     for name, gate in sorted(dep.gates.metrics.items()):
         value = live.get(name)
         if value is None:
             notes.append(f"{name}: no live value")
             continue
+        why = _inconclusive(value)
+        if why is not None:
+            if gate.mode is GateMode.WARN:
+                notes.append(f"warn: {name} inconclusive ({why})")
+            else:
+                inconclusive.append((name, why))
+            continue
+        assert isinstance(value, float | int)
         problems = []
         if gate.min is not None and value < gate.min:
             problems.append(f"{name} {value:g} < min {gate.min:g}")
         if gate.max is not None and value > gate.max:
             problems.append(f"{name} {value:g} > max {gate.max:g}")
         base = baseline.get(name)
-        limit = gate.regression_limit(base) if base is not None else None
+        base_why = _inconclusive(base) or ("not finite" if isinstance(base, float) and math.isinf(base) else None)
+        if gate.max_regression is not None and base_why is not None:
+            if baseline_required and gate.mode is GateMode.ENFORCE:
+                inconclusive.append((name, f"stable baseline: {base_why}"))
+            else:
+                notes.append(f"{name}: stable baseline {base_why}, regression not checked")
+            base = None
+        limit = gate.regression_limit(base) if isinstance(base, float | int) else None
         if limit is not None:
             worse = (base - value) if gate.direction is Goal.MAXIMIZE else (value - base)
             if worse > limit:
@@ -715,7 +784,7 @@ def evaluate_gates(dep: Deployment, live: Mapping[str, float],
             notes.extend(f"warn: {p}" for p in problems)
         else:
             failures.extend(problems)
-    return failures, notes
+    return GateVerdict(failures, notes, inconclusive)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -984,5 +1053,5 @@ def _short(text: str, limit: int = 250) -> str:
 
 __all__ = ["DEPLOYED_TAG", "REJECTED_TAG", "SINGLE_STEP_TARGETS", "TRIGGERS", "Decision", "HistoryRecord",
            "HistoryRollback", "HistoryStep", "MetricSource", "RolloutWorker", "active_rollouts", "advance",
-           "cancel_rollout", "evaluate_gates", "history", "history_record", "pinned", "plan_steps", "rollback_to",
+           "GateVerdict", "cancel_rollout", "evaluate_gates", "history", "history_record", "pinned", "plan_steps", "rollback_to",
            "start_rollout", "sweep_due", "version_json", "version_of"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -131,8 +131,16 @@ class GitLabSettings(BaseModel):
         0.5, ge=0, description="Least time between two mutating requests with the token, across all workers.")
 
 
+class BasicAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str
+    password: SecretStr
+
+
 class MetricsSettings(BaseModel):
-    """Where live metrics for canary verification come from (Prometheus), one PromQL query per metric."""
+    """Where live metrics for canary verification come from (Prometheus), one PromQL query per metric,
+    and how to authenticate there (``MODELHERD_METRICS__BEARER_TOKEN``, ``…__BASIC_AUTH__PASSWORD``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -141,6 +149,26 @@ class MetricsSettings(BaseModel):
                                     description="Metric name (as gated in manifests) → PromQL with $model, "
                                                 "$version, $environment, $namespace, $cluster, $window.")
     timeout_seconds: float = Field(10.0, gt=0)
+    bearer_token: SecretStr | None = Field(None, description="Sent as `Authorization: Bearer …`.")
+    bearer_token_file: Path | None = Field(
+        None, description="A file holding the bearer token, read at every query (rotated service-account tokens).")
+    basic_auth: BasicAuth | None = Field(None, description="HTTP basic authentication: username and password.")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Extra headers sent with every query, e.g. X-Scope-OrgID for a "
+                                          "Mimir / Cortex / Thanos tenant (values are kept secret).")
+    ca_bundle: Path | None = Field(None, description="PEM file of the CAs that sign the Prometheus server's "
+                                                     "certificate (default: the system's).")
+
+    @model_validator(mode="after")
+    def _one_authentication(self) -> "MetricsSettings":
+        given = [n for n in ("bearer_token", "bearer_token_file", "basic_auth") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of bearer_token, bearer_token_file or basic_auth, not {' and '.join(given)}")
+        if given and any(k.lower() == "authorization" for k in self.headers):
+            raise ValueError(f"headers.Authorization and {given[0]} both set the Authorization header")
+        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+            raise ValueError(f"ca_bundle {self.ca_bundle} is not a file")
+        return self
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):

@@ -105,8 +105,7 @@ def build(settings: Settings, store: Store, queue: JobQueue, *,
     if settings.metrics is not None:
         from modelherd.metrics_source import PrometheusSource
 
-        metrics = PrometheusSource(settings.metrics.prometheus_url, settings.metrics.queries,
-                                   timeout=settings.metrics.timeout_seconds)
+        metrics = PrometheusSource.from_settings(settings.metrics)
     RolloutWorker(store, queue, targets, registries, clock=store.clock, notify=notify, metrics=metrics).bind()
     sweep_deps = dict(registries=registries, clusters=clusters, targets=targets, queue=queue, clock=store.now,
                       notifier=notifier)

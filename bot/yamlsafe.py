@@ -102,6 +102,7 @@ _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool",
 def _prescan(text: str) -> None:
     """Walk parser events (no recursion, nothing built) and enforce the structural limits."""
     depth = aliases = documents = 0
+    open_anchors: list[tuple[str | None, str]] = []   # anchors of the collections being read, outermost first
     try:
         for event in yaml.parse(text, Loader=_Loader):
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
@@ -109,13 +110,22 @@ def _prescan(text: str) -> None:
                 if depth > MAX_DEPTH:
                     raise YamlError(f"nesting deeper than {MAX_DEPTH} levels", _pos(event.start_mark),
                                     "a manifest is a few levels deep; this looks like a mistake or an attack")
+                open_anchors.append((event.anchor,
+                                     "mapping" if isinstance(event, yaml.MappingStartEvent) else "list"))
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
+                if open_anchors:
+                    open_anchors.pop()
             elif isinstance(event, yaml.AliasEvent):
                 aliases += 1
                 if aliases > MAX_ALIASES:
                     raise YamlError(f"more than {MAX_ALIASES} alias references (*name)", _pos(event.start_mark),
                                     "write the values out instead of repeating anchors")
+                inside = [kind for anchor, kind in open_anchors if anchor == event.anchor]
+                if inside:
+                    raise YamlError(f"alias *{event.anchor} refers to a {inside[-1]} it is inside "
+                                    f"(a structure that contains itself)", _pos(event.start_mark),
+                                    "a manifest cannot hold a recursive structure; write the values out")
             elif isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
                 if documents > MAX_DOCUMENTS:
@@ -152,12 +162,21 @@ class _Builder:
         if self.values > MAX_VALUES:
             raise YamlError(f"the document expands to more than {MAX_VALUES} values",
                             _pos(node.start_mark), "aliases may be multiplying the data; write it out")
+        if depth > MAX_DEPTH:   # the prescan counted the text; aliases can nest structures deeper still
+            raise YamlError(f"nesting deeper than {MAX_DEPTH} levels once aliases are expanded",
+                            _pos(node.start_mark), "write the values out instead of nesting anchors")
         self.where.setdefault(path, _pos(node.start_mark))
         if isinstance(node, yaml.ScalarNode):
             try:
                 value = _constructor.construct_object(node)
             except yaml.constructor.ConstructorError as exc:
                 raise YamlError(f"cannot read value: {exc.problem}", _pos(node.start_mark)) from None
+            except (ValueError, OverflowError) as exc:
+                digits = sum(ch.isdigit() for ch in node.value)
+                if node.tag == "tag:yaml.org,2002:int" and digits > 100:
+                    raise YamlError(f"a number of {digits} digits", _pos(node.start_mark),
+                                    "no manifest field takes a number that long; quote it if it is text") from None
+                raise YamlError(f"cannot read value: {exc}", _pos(node.start_mark)) from None
             # dates and timestamps stay text: the schema decides what a field means
             if not isinstance(value, (str, int, float, bool, type(None))):
                 value = node.value

@@ -7,6 +7,9 @@ For each gated metric (in manifest order) :func:`evaluate_gates` gives one
 :class:`~modelherd.plan.MetricComparison`:
 
 * ``missing`` — the candidate has not logged the metric: an error (a warning in ``mode: warn``);
+* a value that is not a finite number (MLflow stores NaN, e.g. a metric computed over no data) never
+  passes: ``fail`` (``warn`` in warn mode) with the reason; NaN for the version serving now leaves the
+  regression bound unchecked, like a metric it never logged;
 * ``fail`` / ``warn`` — a bound is broken: ``min``/``max`` (absolute), or ``max_regression`` (how much worse
   than the current version's value, absolute ``0.01`` or relative ``"5%"`` of the current value), worse
   meaning lower for ``maximize`` and higher for ``minimize``; ``warn`` is a broken bound in ``mode: warn``;
@@ -57,6 +60,11 @@ class OtherMetric:
 def fmt(value: float) -> str:
     """A metric value for people: ``0.95``, ``40``, ``1.23e-05``."""
     return f"{value:.6g}"
+
+
+def fmt_special(value: float) -> str:
+    """``NaN``, ``+Inf``, ``-Inf`` as MLflow and Prometheus write them."""
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
 def _exceeds(value: float, limit: float) -> bool:
@@ -111,6 +119,8 @@ def regression_check(metric: str, gate: MetricGate, value: float,
     base = current.metrics.get(metric)
     if base is None:
         return None, f"{metric} not logged for {_vname(current)} (serving now), {UNCHECKED}"
+    if not math.isfinite(base):
+        return None, f"{metric} is {fmt_special(base)} for {_vname(current)} (serving now), {UNCHECKED}"
     limit = gate.regression_limit(base)
     assert limit is not None
     worse = worsening(gate.direction, value, base)
@@ -129,6 +139,8 @@ def compare_metric(metric: str, gate: MetricGate, candidate: ModelVersionInfo | 
     value = candidate.metrics.get(metric) if candidate else None
     base = current.metrics.get(metric) if current else None
     delta = value - base if value is not None and base is not None else None
+    if delta is not None and not math.isfinite(delta):
+        delta = None
 
     def result(verdict: str, reason: str = "") -> MetricComparison:
         return MetricComparison(metric=metric, goal=str(gate.direction), candidate=value, current=base,
@@ -139,6 +151,10 @@ def compare_metric(metric: str, gate: MetricGate, candidate: ModelVersionInfo | 
         return result(NA, "no candidate version")
     if value is None:
         return result(MISSING, f"metric {metric} not logged for {_vname(candidate)}")
+    if not math.isfinite(value):
+        return result(FAIL if gate.mode is GateMode.ENFORCE else WARN,
+                      f"{metric} is {fmt_special(value)} for {_vname(candidate)}: "
+                      f"{'not a number' if math.isnan(value) else 'not a finite number'}, so the gate cannot pass")
     failures = absolute_failures(metric, gate, value)
     failure, note = regression_check(metric, gate, value, current)
     failures += [failure] if failure else []
@@ -190,6 +206,8 @@ def _severity(comparison: MetricComparison) -> Severity | None:
 def _hint(comparison: MetricComparison) -> str | None:
     if comparison.verdict == MISSING:
         return "log it on the version's run or logged model, or remove the gate"
+    if comparison.candidate is not None and not math.isfinite(comparison.candidate):
+        return "log a real value on the version's run or logged model (the evaluation produced none)"
     if comparison.verdict == FAIL:
         return "pick a better version, change the bound, or set `mode: warn` to only report"
     return None

@@ -88,6 +88,21 @@ def test_registry_down_exits_2_with_a_clear_message(tmp_path):
     assert "registry could not be reached" in done.stdout and "127.0.0.1:9" in done.stdout
 
 
+def test_plan_of_hostile_manifests_is_findings_not_a_traceback(tmp_path):
+    """Each of these crashed `plan` (RecursionError, ValueError, RenderError) or passed a NaN gate."""
+    repo = example_repo(tmp_path / "repo")
+    cases = ("recursive-alias", "huge-int", "bad-gpu-type", "digit-name", "nan-gate", "inf-gate")
+    corpus = Path(__file__).parent / "corpus" / "bad"
+    branch(repo, "hostile", {f"models/{c}.yaml": (corpus / f"{c}.yaml").read_text() for c in cases})
+    done = run("plan", "--repo", str(repo), "--base", "main", "--head", "hostile",
+               "--settings", str(settings_file(tmp_path, "http://127.0.0.1:9")))
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
+    for case in cases:
+        expect = (corpus / f"{case}.yaml").read_text().split("\n", 1)[0].split()[2]   # "# expect: L:C ..."
+        assert f"models/{case}.yaml:{expect}" in done.stdout, (case, done.stdout)
+
+
 def test_unknown_revision_is_one_line_on_stderr(tmp_path):
     repo = example_repo(tmp_path / "repo")
     done = run("plan", "--repo", str(repo), "--base", "main", "--head", "nope")

@@ -154,6 +154,27 @@ def test_missing_metric_fails_an_enforce_gate():
     assert f.one_line().startswith("models/fraud.yaml:21:7: error: metric auc not logged for version 8")
 
 
+@pytest.mark.parametrize("gate", [{"min": 0.9}, {"max": 0.99, "goal": "maximize"},
+                                  {"goal": "maximize", "max_regression": 0.01}])
+def test_a_nan_metric_fails_the_gate_with_a_reason(gate):
+    """MLflow stores NaN (a metric computed over nothing): no comparison with it is true, so it used to pass."""
+    c = one(gate, version(8, auc=float("nan")), version(7, auc=0.9))
+    assert c.verdict == "fail"
+    assert c.reason == "auc is NaN for version 8: not a number, so the gate cannot pass"
+    [finding] = findings([c])
+    assert finding.severity is Severity.ERROR and "log a real value" in finding.hint
+    warn = one({**gate, "mode": "warn"}, version(8, auc=float("nan")), version(7, auc=0.9))
+    assert warn.verdict == "warn"
+
+
+def test_a_nan_metric_of_the_version_serving_now_leaves_the_regression_unchecked():
+    c = one({"min": 0.9, "max_regression": 0.01}, version(8, auc=0.93), version(7, auc=float("nan")))
+    assert (c.verdict, c.delta) == ("pass", None)
+    assert c.reason == "auc is NaN for version 7 (serving now), regression not checked"
+    [finding] = findings([c])
+    assert finding.severity is Severity.NOTICE
+
+
 def test_warn_mode_reports_warnings_not_errors():
     broken = one({"min": 0.95, "mode": "warn"}, version(8, auc=0.9))
     missing = one({"min": 0.95, "mode": "warn"}, version(8))

@@ -6,6 +6,8 @@ errors when the registry is down, and a plan that costs only the files the chang
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from modelherd.checks import Conclusion, Severity
@@ -110,6 +112,26 @@ def test_an_unknown_version_fails_at_the_model_line(repo, registry):
     plan = plan_for(repo, registry, bump(repo, "fraud-detector", 1, 9))
     finding = next(f for f in report(plan, "fraud-detector", "staging").findings if "no version 9" in f.message)
     assert finding.position.line == 10 and plan.checks["metrics"].conclusion is Conclusion.FAILURE
+
+
+def test_a_version_no_server_can_fetch_is_a_finding_not_a_crash(repo, registry):
+    """The registry hands out a ``models:/`` URI as the artifact location: rendering refuses it, and the
+    plan says so at the model line instead of raising."""
+    v2 = registry.versions[("fraud-detector", "2")]
+    registry.versions[("fraud-detector", "2")] = replace(v2, storage_uri="models:/fraud-detector/2")
+    plan = plan_for(repo, registry, bump(repo, "fraud-detector", 1, 2))
+    finding = next(f for f in report(plan, "fraud-detector", "staging").findings if "rendered" in f.message)
+    assert "models:/fraud-detector/2 is a registry URI" in finding.message
+    assert finding.position.line == 10 and plan.checks["schema"].conclusion is Conclusion.FAILURE
+
+
+def test_a_nan_metric_in_the_registry_blocks_the_change(repo, registry):
+    registry.add("fraud-detector", 2, metrics={"auc": float("nan"), "latency_p99_ms": 29.5}, tags=PASSED)
+    plan = plan_for(repo, registry, bump(repo, "fraud-detector", 1, 2))
+    assert plan.checks["metrics"].conclusion is Conclusion.FAILURE
+    finding = next(f for f in report(plan, "fraud-detector", "production").findings if "NaN" in f.message)
+    assert finding.message == "auc is NaN for version 2: not a number, so the gate cannot pass"
+    assert finding.position.line == 19
 
 
 def test_a_broken_manifest_is_reported_and_the_others_still_planned(repo, registry):

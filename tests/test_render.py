@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from modelherd.manifest import Deployment, ModelDeployment, effective
+from modelherd.manifest import Deployment, ModelDeployment, Resources, effective
 from modelherd.registry import ModelVersionInfo
 from modelherd.render import (ANNOTATION_DEPLOYMENT_MODE, GPU_PRODUCT_LABEL, GPU_RESOURCE, LABEL_VERSION,
                               RenderError, deployable, labels, render, sanitize_label_key,
@@ -73,8 +74,12 @@ def test_gpu_with_type() -> None:
 
 
 def test_gpu_type_that_no_label_can_hold_is_refused() -> None:
-    with pytest.raises(RenderError, match="gpu_type"):
-        render(make({"resources": {"gpu": 1, "gpu_type": "A100 80GB"}}), V7)
+    with pytest.raises(ValidationError, match="gpu_type"):       # by the manifest, at file:line:column
+        make({"resources": {"gpu": 1, "gpu_type": "A100 80GB"}})
+    dep = make({"resources": {"gpu": 1}})
+    serving = dep.serving.model_copy(update={"resources": Resources.model_construct(gpu=1, gpu_type="A100 80GB")})
+    with pytest.raises(RenderError, match="gpu_type"):          # and still by the renderer
+        render(dep.model_copy(update={"serving": serving}), V7)
 
 
 def test_autoscaling_and_timeout() -> None:
@@ -160,8 +165,10 @@ def test_registry_uri_is_refused() -> None:
 
 
 def test_kserve_name_must_start_with_a_letter() -> None:
-    with pytest.raises(RenderError, match="DNS-1035"):
-        render(make(name="1fraud"), V7)
+    with pytest.raises(ValidationError, match="metadata.name"):  # by the manifest, at file:line:column
+        make(name="1fraud")
+    with pytest.raises(RenderError, match="DNS-1035"):          # and still by the renderer
+        render(make().model_copy(update={"name": "1fraud"}), V7)
 
 
 @pytest.mark.parametrize("percent", [-1, 101, True, 10.5])

@@ -16,6 +16,8 @@ import pytest
 from click.testing import CliRunner
 from modelherd.clock import rfc3339
 from modelherd.history_cli import command as history_command
+from modelherd.manifest import Runtime, Serving
+from modelherd.metrics_source import Inconclusive
 from modelherd.queue import JobQueue
 from modelherd.rollout import (
     DEPLOYED_TAG,
@@ -23,6 +25,7 @@ from modelherd.rollout import (
     RolloutWorker,
     active_rollouts,
     cancel_rollout,
+    evaluate_gates,
     history,
     plan_steps,
     rollback_to,
@@ -56,6 +59,16 @@ def test_steps_from_the_manifest() -> None:
     assert steps == [100] and "no traffic split" in notes[0]
     steps, notes = plan_steps(canary, target="kubernetes", stable=None)
     assert steps == [100] and "a create" in notes[0]
+
+
+def test_a_canary_of_a_plain_deployment_runs_as_one_step() -> None:
+    """A plain Deployment has no traffic split: its canary (which protected environments require)
+    runs as one 100% step with a note, instead of failing to render at step 1."""
+    canary = deployment(canary=[20, 100])
+    plain = canary.model_copy(update={"serving": Serving(runtime=Runtime.DEPLOYMENT, image="ghcr.io/acme/m:1")})
+    steps, notes = plan_steps(plain, target="kubernetes", stable=version(1))
+    assert steps == [100] and notes == ["runtime: deployment has no traffic split: canary [20%, 100%] runs as "
+                                        "one 100% step"]
 
 
 def test_unknown_trigger_is_refused(rig: Rig) -> None:
@@ -163,6 +176,26 @@ def test_failed_restore_ends_failed(rig: Rig) -> None:
     rig.target.fail.update({("2", 100), ("1", 100)})
     record = rig.drive(rig.start())
     assert record.state == "failed" and "rollback to v1 failed" in record.error
+
+
+def test_live_gates_treat_nan_and_no_data_as_inconclusive() -> None:
+    nan = float("nan")
+    dep = deployment(gates={"latency": {"max": 40, "max_regression": "10%"},
+                            "errors": {"max": 0.01, "mode": "warn"}, "auc": {"min": 0.9}})
+    verdict = evaluate_gates(dep, {"latency": nan, "errors": Inconclusive("no data: the query matched no series"),
+                                   "auc": 0.95}, {"latency": 30.0}, baseline_required=True)
+    assert verdict.failures == []
+    assert verdict.inconclusive == [("latency", "NaN: no traffic?")]            # never a pass
+    assert verdict.notes == ["warn: errors inconclusive (no data: the query matched no series)"]  # warn only notes
+    # the stable version's value for a regression bound: inconclusive during a canary, noted at 100%
+    live = {"latency": 33.0, "errors": 0.0, "auc": 0.95}
+    assert evaluate_gates(dep, live, {"latency": nan}, baseline_required=True).inconclusive == \
+        [("latency", "stable baseline: NaN: no traffic?")]
+    full = evaluate_gates(dep, live, {"latency": nan}, baseline_required=False)
+    assert (full.inconclusive, full.notes) == ([], ["latency: stable baseline NaN: no traffic?, regression not checked"])
+    # +Inf is an answer (every request in the +Inf bucket), and it fails a max
+    assert evaluate_gates(dep, {**live, "latency": float("inf")}, {"latency": 30.0}).failures == \
+        ["latency inf > max 40", "latency inf is inf worse than the stable 30 (limit 3)"]
 
 
 def test_metric_gates_with_a_source(store: Store) -> None:
