@@ -95,8 +95,9 @@ def test_a_model_removed_with_its_own_namespace_is_found_where_the_store_says_it
 
 def test_objects_of_another_repository_and_hand_made_ones_are_not_orphans(world: World) -> None:
     add_model(world, "fraud-other")
-    deploy_all(world)
-    deploy(world, world.dep("fraud-other", "staging"), repository="acme/other-models")
+    other = world.dep("fraud-other", "staging")
+    for dep in world.deployments():
+        deploy(world, dep, repository="acme/other-models" if dep.key == other.key else REPO)
     remove_model(world, "fraud-other")                       # ours no more; staging's belongs to acme/other-models
     gpu = world.fakes["onprem-gpu"]
     gpu.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "debug", "namespace": "search",

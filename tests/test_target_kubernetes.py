@@ -320,7 +320,7 @@ def test_managed_names_the_cluster_when_a_list_fails(east: FakeKube, tmp_path: P
 def test_unreachable_cluster_fails_fast_with_the_cluster_named(east: FakeKube, tmp_path: Path) -> None:
     target, dep = target_for(east, tmp_path), make()
     east.stop()
-    with pytest.raises(TargetError, match=r"cluster east: apply InferenceService ml/fraud: API server unreachable"):
+    with pytest.raises(TargetError, match=r"cluster east: read InferenceService ml/fraud: API server unreachable"):
         target.apply(dep, V7)
 
 
@@ -465,3 +465,42 @@ def test_a_version_without_storage_is_never_applied(east: FakeKube, tmp_path: Pa
     with pytest.raises(TargetError, match="no storage location"):
         target.apply(make(), unresolved)
     assert east.calls == []
+
+
+# ------------------------------------------------------------------------------------------ takeovers
+
+def _hand_made(name: str = NAME, labels: dict[str, str] | None = None,
+               annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": NS, "labels": labels or {"app": "payments"},
+                         "annotations": annotations or {}},
+            "spec": {"selector": {"app": "payments"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+
+
+def test_an_object_modelherd_does_not_manage_is_never_taken_over(east: FakeKube, tmp_path: Path) -> None:
+    """A hand-made Service named like the model: a forced apply would take it; the target refuses."""
+    east.create(_hand_made())
+    target = target_for(east, tmp_path)
+    with pytest.raises(TargetError, match=r"cluster east: Service ml/fraud exists and is not managed by modelherd "
+                                          r"\(no label app.kubernetes.io/managed-by=modelherd\): refusing to take"):
+        target.apply(make(runtime="deployment"), V7)
+    assert east.get("Service", NS, NAME)["spec"]["selector"] == {"app": "payments"}      # untouched
+    assert [c for c in east.applies("services")] == []
+
+
+def test_an_object_another_repository_deployed_is_never_taken_over(east: FakeKube, tmp_path: Path) -> None:
+    east.create(_hand_made(labels={"app.kubernetes.io/managed-by": "modelherd"},
+                           annotations={"modelherd.dev/repository": "payments/models"}))
+    dep = make(runtime="deployment").model_copy(update={"repository": "acme/models"})
+    with pytest.raises(TargetError, match=r"Service ml/fraud was deployed by the repository payments/models, "
+                                          r"not acme/models: refusing to take it over"):
+        target_for(east, tmp_path).apply(dep, V7)
+    assert east.get("Service", NS, NAME)["spec"]["selector"] == {"app": "payments"}
+
+
+def test_its_own_objects_are_applied_again(east: FakeKube, tmp_path: Path) -> None:
+    dep = make(runtime="deployment").model_copy(update={"repository": "acme/models"})
+    target = target_for(east, tmp_path)
+    target.apply(dep, V7)
+    target.apply(dep, V7)                                          # a retried step: its own objects
+    assert east.get("Service", NS, NAME)["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "modelherd"

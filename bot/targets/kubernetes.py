@@ -36,6 +36,7 @@ from modelherd.manifest import Deployment, Runtime
 from modelherd.registry import ModelVersionInfo
 from modelherd.render import (
     ANNOTATION_DEPLOYMENT_MODE,
+    ANNOTATION_REPOSITORY,
     KSERVE_API_VERSION,
     LABEL_MANAGED_BY,
     LABEL_VERSION,
@@ -231,10 +232,15 @@ class KubernetesTarget:
     # -- object-level operations ---------------------------------------------------------------
 
     def apply_object(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply one rendered object (field manager ``modelherd``, forced); the live result."""
+        """Server-side apply one rendered object (field manager ``modelherd``, forced); the live result.
+
+        A forced apply would take over any object of that name, so an existing object modelherd does not
+        manage (no managed-by label: made by hand or by another tool), or one another repository deployed,
+        is refused with :class:`TargetError` and left as it is."""
         resource = _resource_of(obj)
         meta = obj.get("metadata") or {}
         namespace, name = meta.get("namespace"), meta.get("name")
+        self._refuse_takeover(resource, obj, self._read(resource, namespace, name))
         response = self._call("apply", resource, namespace, name, "patch", body=dict(obj),
                               field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_PATCH)
         return _json(response)
@@ -258,6 +264,21 @@ class KubernetesTarget:
             if error.status == 404:
                 return None
             raise
+
+    def _refuse_takeover(self, resource: _Resource, obj: Mapping[str, Any], live: Mapping[str, Any] | None) -> None:
+        if live is None:
+            return
+        meta = obj.get("metadata") or {}
+        where = f"cluster {self.cluster}: {resource.kind} {meta.get('namespace')}/{meta.get('name')}"
+        if not _managed(live):
+            raise TargetError(f"{where} exists and is not managed by modelherd (no label "
+                              f"{LABEL_MANAGED_BY}={MANAGED_BY}): refusing to take it over; delete or rename it, "
+                              "or label it to hand it to modelherd")
+        owner = (live.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_REPOSITORY)
+        ours = (meta.get("annotations") or {}).get(ANNOTATION_REPOSITORY)
+        if owner and ours and owner != ours:
+            raise TargetError(f"{where} was deployed by the repository {owner}, not {ours}: refusing to take it "
+                              "over; one model name per namespace and cluster")
 
     def _delete_if_ours(self, resource: _Resource, namespace: str, name: str) -> None:
         """DELETE the object when it exists and carries modelherd's managed-by label."""
