@@ -9,7 +9,9 @@ one reply per command, one plan comment, one check run per name and commit, one 
 rollout, one revert request, one rollout per model and environment, every rollout check completed.
 
 The same on GitHub and GitLab (``tests.test_forges_e2e``'s harnesses); GitHub's client does not retry
-here (``retries=0``), so every failure reaches the job and the queue runs the whole job again.
+here (``retries=0``), so every failure reaches the job and the queue runs the whole job again. Each
+scenario is set up once; every run starts from a copy of that (the store and queue files, the fake
+forge's state, the registry) with fresh clients and caches, as a new worker process would.
 
 Beside the table: a worker process SIGKILLed after the forge created its reply (the answer never
 reached it), and two workers whose caches disagree about a commit's check runs.
@@ -17,10 +19,13 @@ reached it), and two workers whose caches disagree about a commit's check runs.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import multiprocessing
 import os
+import shutil
 import signal
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,12 +51,6 @@ def fresh_registry() -> InMemoryRegistry:
         reg.add("fraud-detector", version, metrics={"auc": auc, "latency_p99_ms": 30}, tags=PASSED)
     reg.add("churn-model", 3, metrics={"f1": 0.78, "accuracy": 0.88}, tags=PASSED)
     return reg
-
-
-def nth_write(n: int) -> Callable[[str, str], bool]:
-    """A ``fail_next`` match for the ``n``-th write (0-based) the fake receives from now on."""
-    seen = itertools.count()
-    return lambda method, _path: method not in READS and next(seen) == n
 
 
 # -- one run: a fresh repository on the fake forge, a fresh store, queue and registry ---------------------
@@ -365,51 +364,118 @@ SCENARIOS = {
 }
 
 
-def play(kind: str, fake: Any, folder: Path, name: str, scenario: Scenario, fail_at: int) -> None:
-    """One run of ``scenario`` whose write ``fail_at`` (counted from the action) is carried out and
-    answered 502; the final state is checked."""
-    run = make_run(kind, fake, folder, name)
+@dataclass
+class Snapshot:
+    """A scenario after its setup: the store and queue files, the fake forge's state, the registry."""
+
+    folder: Path
+    state: Any
+    registry: InMemoryRegistry
+    repo: str
+    found: dict[str, Any]
+
+
+def _clone(state: Any) -> Any:
+    """A deep copy of a fake forge's state whose id counters go on from where they are."""
+    memo: dict[int, Any] = {}
+
+    def seed(value: Any, depth: int) -> None:
+        if isinstance(value, itertools.count):
+            memo[id(value)] = itertools.count(int(repr(value)[len("count("):-1]))
+        elif depth and isinstance(value, dict):
+            for item in value.values():
+                seed(item, depth - 1)
+        elif depth and type(value).__module__.startswith("tests.") and hasattr(value, "__dict__"):
+            for item in vars(value).values():
+                seed(item, depth - 1)
+
+    seed(state, 3)
+    return copy.deepcopy(state, memo)
+
+
+def snapshot(kind: str, fake: Any, folder: Path, scenario: Scenario) -> Snapshot:
+    """Set ``scenario`` up once (no fault) and keep everything its runs start from."""
+    run = make_run(kind, fake, folder / "setup", "models")
     try:
         found = scenario.setup(run)
-        fake.fail_next(1, 502, match=nth_write(fail_at), applied=True)
-        scenario.act(run, found)
-        run.settle()
-        scenario.check(run, found)
+        folder.joinpath("files").mkdir()
+        for name in ("modelherd.db", "queue.db"):
+            with sqlite3.connect(folder / "setup" / name) as source, \
+                    sqlite3.connect(folder / "files" / name) as target:
+                source.backup(target)
+        with fake.lock:
+            state = _clone(fake.state)
+        return Snapshot(folder / "files", state, copy.deepcopy(run.registry), run.repo, found)
     finally:
         run.close()
 
 
-def writes_of(kind: str, fake: Any, folder: Path, scenario: Scenario, name: str = "clean") -> list[str]:
-    """The writes a clean run of ``scenario`` makes after its action (and checks its final state)."""
-    run = make_run(kind, fake, folder, name)
+def restore(kind: str, fake: Any, snap: Snapshot, folder: Path) -> Run:
+    """A run that starts where ``snap`` was taken: copies of its files and state (fresh clients and caches,
+    as a new worker process has)."""
+    from modelherd.github_auth import TOKENS
+
+    folder.mkdir(parents=True)
+    for name in ("modelherd.db", "queue.db"):
+        shutil.copy(snap.folder / name, folder / name)
+    registry = copy.deepcopy(snap.registry)
+    scratch = f"scratch-{folder.name}"
+    if kind == "github":
+        TOKENS.clear()                       # tokens minted later are unknown to the state restored
+        app = GitHubApp(fake, folder, registry, name=scratch, clusters=CLUSTERS, files={"README.md": "-"},
+                        client_options=ClientOptions(retries=0))
+    else:
+        app = GitLabApp(fake, folder, registry, project=f"acme/{scratch}", clusters=CLUSTERS,
+                        files={"README.md": "-"})
+    with fake.lock:
+        fake.state = fake.api.s = _clone(snap.state)
+    app.repo = snap.repo
+    return Run(kind, app, registry)
+
+
+def is_counted(method: str, path: str) -> bool:
+    """A write of the handlers (the GitHub App's token requests are the client's, not theirs)."""
+    return method not in READS and not path.startswith("/app/")
+
+
+def nth_write(n: int) -> Callable[[str, str], bool]:
+    """A ``fail_next`` match for the ``n``-th counted write the fake receives from now on."""
+    seen = itertools.count()
+    return lambda method, path: is_counted(method, path) and next(seen) == n
+
+
+def play(kind: str, fake: Any, snap: Snapshot, folder: Path, scenario: Scenario,
+         fail_at: int | None = None) -> list[str]:
+    """Run ``scenario``'s action from ``snap``; with ``fail_at``, that write (counted from the action) is
+    carried out and answered 502. Checks the final state; returns the counted writes made."""
+    run = restore(kind, fake, snap, folder)
     try:
-        found = scenario.setup(run)
+        found = copy.deepcopy(snap.found)
         start = len(fake.calls)
+        if fail_at is not None:
+            fake.fail_next(1, 502, match=nth_write(fail_at), applied=True)
         scenario.act(run, found)
         run.settle()
         scenario.check(run, found)
-        return [f"{c.method} {c.template}" for c in fake.calls[start:] if c.method not in READS]
+        return [f"{c.method} {c.template}" for c in fake.calls[start:] if is_counted(c.method, c.path)]
     finally:
         run.close()
 
 
-#: Not yet exactly once (this commit reproduces them; the fix removes the marks).
-_NOT_YET = pytest.mark.xfail(strict=True, reason="effects repeated after a lost answer")
-CASES = [pytest.param(kind, name, marks=() if (kind, name) in {("gitlab", "plan-on-open"), ("gitlab", "plan-on-push")}
-                      else _NOT_YET, id=f"{kind}-{name}")
-         for kind in ("github", "gitlab") for name in SCENARIOS]
+CASES = [pytest.param(kind, name, id=f"{kind}-{name}") for kind in ("github", "gitlab") for name in SCENARIOS]
 
 
 @pytest.mark.parametrize(("kind", "scenario"), CASES)
 def test_a_lost_answer_after_each_write_changes_nothing_a_person_sees(kind, scenario, tmp_path, request):
     fake = request.getfixturevalue(f"fake_{kind}")
     chosen = SCENARIOS[scenario]
-    writes = writes_of(kind, fake, tmp_path / "clean", chosen)
+    snap = snapshot(kind, fake, tmp_path / "snapshot", chosen)
+    writes = play(kind, fake, snap, tmp_path / "clean", chosen)
     assert writes, "the scenario wrote nothing"
     failures = []
     for index, write in enumerate(writes):
         try:
-            play(kind, fake, tmp_path / f"fail-{index}", f"models-{index}", chosen, fail_at=index)
+            play(kind, fake, snap, tmp_path / f"fail-{index}", chosen, fail_at=index)
         except Exception as exc:
             failures.append(f"write {index} ({write}) answered 502 after it was done: "
                             f"{type(exc).__name__}: {exc}".splitlines()[0][:400])
@@ -438,7 +504,6 @@ def _doomed_worker(run: Run) -> None:
     queue.drain()
 
 
-@pytest.mark.xfail(strict=True, reason="the command runs again and replies again")
 def test_worker_killed_after_its_reply_was_created_replies_and_deploys_once(fake_github, tmp_path):
     """The forge created the reply, the worker died before it heard so (SIGKILL): the job runs again in
     another worker, which finds the rollout it started and the reply it posted."""
@@ -469,7 +534,6 @@ def test_worker_killed_after_its_reply_was_created_replies_and_deploys_once(fake
 # -- two workers whose caches disagree about a commit's check runs ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a process-local cache decides to create a second run")
 def test_two_workers_with_stale_caches_make_one_rollout_check(fake_github, tmp_path):
     """Worker A listed the merge commit's check runs (for the drift check) before worker B created the
     ``modelherd/rollout`` run; A's later progress report must update B's run, not create a second one
