@@ -335,7 +335,6 @@ def test_a_job_retried_after_a_partial_failure_sends_only_the_rest(slack_store: 
         "Deploy started", "Canary 25% verified", "Deployed"]
 
 
-@pytest.mark.xfail(strict=True, reason="at least once: the retry sends the message again")
 def test_a_crash_between_send_and_record_sends_that_message_once(slack_store: Store, queue: JobQueue,
                                                                  fake_slack: FakeSlack) -> None:
     """Slack took the message, the worker died before recording it: the retry finds it in the thread."""
@@ -403,7 +402,6 @@ def _reads_as(fake: FakeSlack) -> list[str]:
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="slack-sdk retries a 500 on chat.postMessage, and retries post again")
 def test_a_lost_answer_after_each_slack_write_sends_each_message_once(tmp_path: Path) -> None:
     """For each Slack write of a clean run, a run where Slack carried it out and answered 500 reads the
     same: one summary per thread, each message once, the summary up to date."""

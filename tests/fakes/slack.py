@@ -55,7 +55,8 @@ from werkzeug.wrappers import Request, Response
 from tests.fakes.http import QuietHandler
 
 SPEC_FILE = ("slack", "slack_web_openapi_v2.json.gz")
-SERVED = ("chat.postMessage", "chat.update", "conversations.info", "conversations.history", "conversations.replies")
+SERVED = ("chat.postMessage", "chat.update", "conversations.info", "conversations.list", "conversations.history",
+          "conversations.replies")
 DEFAULT_CHANNELS = {"C0DEPLOYS1": "deploys", "C0PRODOPS1": "prod-deploys", "C0STAGING1": "staging-deploys",
                     "C0RISKML01": "risk-ml", "C0DRIFT001": "model-drift"}
 TEAM_ID, BOT_ID, BOT_USER = "T0FAKETEAM", "B0FAKEBOT1", "U0FAKEBOT1"
@@ -280,6 +281,11 @@ class SlackState:
             return message
 
 
+def _after(ts: str, oldest: Any) -> bool:
+    """Whether a message's ``ts`` is after ``oldest`` (exclusive, as Slack's default); no ``oldest``: yes."""
+    return oldest is None or float(ts) > float(oldest)
+
+
 def _ts_text(value: Any) -> str:
     """A ``ts`` as Slack writes it (the description types it a number: a form sends its text)."""
     return f"{value:.6f}" if isinstance(value, float) else str(value)
@@ -501,9 +507,13 @@ class FakeSlack:
             message = self.state.update(args)
             return {"ok": True, "channel": message.channel, "ts": message.ts, "text": message.text or "",
                     "message": {"text": message.text or ""}}
+        if method == "conversations.list":
+            return {"ok": True, "channels": [self._channel_object(cid) for cid in self.state.channels],
+                    "response_metadata": {"next_cursor": ""}}
         if method == "conversations.history":
             channel = self.state.channel_by_id(str(args.get("channel", "")))
-            tops = [m for m in reversed(self.state.messages) if m.channel == channel and not m.is_reply]
+            tops = [m for m in reversed(self.state.messages) if m.channel == channel and not m.is_reply
+                    and _after(m.ts, args.get("oldest"))]
             limit = int(args.get("limit") or 100)
             return {"ok": True, "messages": [self._message_object(m) for m in tops[:limit]],
                     "has_more": len(tops) > limit, "pin_count": 0, "channel_actions_ts": None,
@@ -513,15 +523,19 @@ class FakeSlack:
             parent = self.state.find(channel, _ts_text(args.get("ts")))
             if parent is None:
                 raise SlackError("thread_not_found")
-            replies = [m for m in self.state.messages if m.channel == channel and m.thread_ts == parent.ts]
+            replies = [m for m in self.state.messages if m.channel == channel and m.thread_ts == parent.ts
+                       and _after(m.ts, args.get("oldest"))]
             head = {"type": "message", "user": BOT_USER, "text": parent.text or "", "ts": parent.ts,
                     "thread_ts": parent.ts, "reply_count": len(replies), "subscribed": False}
             return {"ok": True, "messages": [head, *({"type": "message", "user": BOT_USER, "text": m.text or "",
                                                       "ts": m.ts, "thread_ts": parent.ts, "parent_user_id": BOT_USER}
                                                      for m in replies)]}
         cid = self.state.channel_id(str(args.get("channel", "")))
-        return {"ok": True, "channel": {"id": cid, "name": self.state.channels[cid], "is_channel": True,
-                                        "created": 1700000000, "creator": BOT_USER}}
+        return {"ok": True, "channel": self._channel_object(cid)}
+
+    def _channel_object(self, cid: str) -> dict[str, Any]:
+        return {"id": cid, "name": self.state.channels[cid], "is_channel": True, "created": 1700000000,
+                "creator": BOT_USER}
 
     @staticmethod
     def _message_object(message: Posted) -> dict[str, Any]:
