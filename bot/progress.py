@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from modelherd.comment import GITHUB_LIMIT
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ROLLOUT_CHECK = "modelherd/rollout"
 RETRY_SECONDS = 30.0             # a failed publication is tried again after this (then by the sweep)
+GIVE_UP_AFTER = timedelta(days=1)  # the sweep stops publishing a rollout that finished this long ago
 REPORTED = frozenset({"applying", "rolling_back", "succeeded", "failed", "rolled_back", "cancelled", "superseded"})
 DEPLOYMENT_STATE = {"pending": "queued", "applying": "in_progress", "verifying": "in_progress",
                     "rolling_back": "in_progress", "succeeded": "success", "failed": "failure",
@@ -159,8 +161,9 @@ class Progress:
             return False
 
     def sweep(self) -> list[int]:
-        """Queue the publication of every rollout whose state was not published (periodic)."""
-        ids = self.store.unreported_rollouts(tuple(REPORTED))
+        """Queue the publication of every rollout whose state was not published (periodic); one that
+        finished more than :data:`GIVE_UP_AFTER` ago is left as it is (its forge keeps refusing)."""
+        ids = self.store.unreported_rollouts(tuple(REPORTED), finished_after=self.store.now() - GIVE_UP_AFTER)
         for rollout_id in ids:
             self.queue.enqueue_progress(rollout_id)
         return ids

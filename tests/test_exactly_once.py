@@ -575,3 +575,33 @@ def test_two_workers_with_stale_caches_make_one_rollout_check(fake_github, tmp_p
     finally:
         queue_b.close()
         run.close()
+
+
+# -- a publication whose retries were lost too ---------------------------------------------------------
+
+
+def test_progress_the_queue_lost_is_published_by_the_sweep(fake_github, tmp_path):
+    """GitHub refused every check-run write while the rollout ran, and the queue lost the retries: the
+    periodic sweep publishes the rollout's final state (and gives up on rollouts finished long ago)."""
+    from datetime import timedelta
+
+    run = make_run("github", fake_github, tmp_path / "run", "models")
+    try:
+        number = _opened(run)["number"]
+        fake_github.fail_next(100, 502, match=lambda method, path: method != "GET" and "/check-runs" in path)
+        run.command(number, "bob", "/deploy staging")
+        run.settle()
+        [rollout] = run.app.store.list_rollouts(repo=run.repo)
+        assert rollout.state == "succeeded" and rollout.reported != rollout.publication
+        assert "modelherd/rollout" not in run.checks(run.head(number))
+        with fake_github.lock:
+            fake_github.faults._queue.clear()
+        run.app.queue.flush()                                        # the scheduled retries are gone
+        store = run.app.store
+        long_ago = rollout.finished_at + timedelta(days=1)
+        assert store.unreported_rollouts(("succeeded",), finished_after=long_ago) == []
+        run.app.queue.sweep_now()
+        run.app.work()
+        check_deploy(run, {"number": number})
+    finally:
+        run.close()

@@ -307,13 +307,16 @@ class RolloutsRepo:
             s.execute(update(Rollout).where(Rollout.id == rollout_id).values(reported=publication)
                       .execution_options(synchronize_session=False))
 
-    def unreported_rollouts(self, states: tuple[str, ...], *, limit: int = 200) -> list[int]:
-        """Rollouts in ``states`` whose current ``state:step`` was not published (oldest first)."""
+    def unreported_rollouts(self, states: tuple[str, ...], *, finished_after: datetime,
+                            limit: int = 200) -> list[int]:
+        """Rollouts in ``states`` whose current ``state:step`` was not published (oldest first), unless
+        they finished before ``finished_after`` (given up on)."""
         published = Rollout.state + ":" + cast(Rollout.current_step, String)
         with self._tx() as s:
             return list(s.execute(
                 select(Rollout.id).where(Rollout.state.in_(states),
-                                         or_(Rollout.reported.is_(None), Rollout.reported != published))
+                                         or_(Rollout.reported.is_(None), Rollout.reported != published),
+                                         or_(Rollout.finished_at.is_(None), Rollout.finished_at > finished_after))
                 .order_by(Rollout.id).limit(limit)).scalars())
 
     def rollout_events(self, rollout_id: int) -> list[RolloutEventRecord]:
