@@ -39,11 +39,12 @@ STEPS = [0]
 def start_decommission(store: Store, *, repo: str, dep: Deployment, current: ModelVersionInfo | None,
                        trigger: str, actor: str | None, pr: int | None = None, sha: str | None = None,
                        after_id: int | None = None, target: str = "kubernetes", reason: str | None = None,
-                       clock: Clock) -> int:
+                       key: str | None = None, clock: Clock) -> int:
     """Record a pending decommission of ``dep`` (the base side of a deleted manifest); its id.
 
     ``current`` is what serves there now (the base manifest's version); when the registry does not know
-    it, the version of the last successful rollout of the key is used.  Enqueue the id to run it.
+    it, the version of the last successful rollout of the key is used.  ``key``: the idempotency key, as
+    for :func:`~modelherd.rollout.start_rollout`.  Enqueue the id to run it.
     """
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown trigger {trigger!r}; one of {', '.join(TRIGGERS)}")
@@ -59,7 +60,8 @@ def start_decommission(store: Store, *, repo: str, dep: Deployment, current: Mod
         candidate=candidate or {}, stable=None, trigger=trigger, actor=actor, pr_number=pr, sha=sha,
         steps=list(STEPS), verify_seconds=0, step_timeout_seconds=parse_duration(dep.rollout.timeout),
         after_id=after_id, reason=reason or "its manifest was deleted", action=DECOMMISSION,
-        notes=[f"decommission: remove {dep.name} from {dep.cluster} namespace {dep.namespace}"])
+        notes=[f"decommission: remove {dep.name} from {dep.cluster} namespace {dep.namespace}"],
+        idempotency_key=key)
     return store.create_rollout(new, now=clock()).id
 
 

@@ -3,13 +3,23 @@
 
 Only state changes that a person follows are reported (a step starts, the rollout succeeds, fails,
 rolls back or is cancelled), so a three-step canary costs about a dozen writes, not one per engine
-event. Errors here are logged by the engine and never stop a rollout.
+event. Errors here never stop a rollout.
+
+**Published once, and surely.** What was published is recorded on the rollout (``reported``:
+``state:step``), after the forge took every write of it; a state already published is not published
+again. A publication that fails (a 5xx, a timeout, a killed worker) is published again from the queue
+(:meth:`Progress.publish_job`, soon after the failure, and by the periodic sweep of unpublished
+rollouts), with the rollout's state at that time: the check ends completed, the deployment at its
+final state. Each write is safe to repeat: the deployment is found by its rollout id, the check run
+is updated in place (found on the forge, never created twice), the comment is edited by its marker.
+Publications of one pull request are serialised across workers (a store mutex).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from modelherd.comment import GITHUB_LIMIT
@@ -20,6 +30,8 @@ from modelherd.store.rollouts import RolloutEventRecord, RolloutRecord
 log = logging.getLogger(__name__)
 
 ROLLOUT_CHECK = "modelherd/rollout"
+RETRY_SECONDS = 30.0             # a failed publication is tried again after this (then by the sweep)
+GIVE_UP_AFTER = timedelta(days=1)  # the sweep stops publishing a rollout that finished this long ago
 REPORTED = frozenset({"applying", "rolling_back", "succeeded", "failed", "rolled_back", "cancelled", "superseded"})
 DEPLOYMENT_STATE = {"pending": "queued", "applying": "in_progress", "verifying": "in_progress",
                     "rolling_back": "in_progress", "succeeded": "success", "failed": "failure",
@@ -110,26 +122,75 @@ def rollout_check(records: list[RolloutRecord]) -> CheckReport:
 
 
 class Progress:
-    """The rollout engine's ``notify(record, event)``: publishes progress through the repository's forge."""
+    """The rollout engine's ``notify(record, event)``: publishes progress through the repository's forge.
 
-    def __init__(self, store: Any, forge_for_repo: Callable[[str], Forge | None]):
+    ``queue`` (a :class:`~modelherd.queue.JobQueue`): where a failed publication is retried
+    (:meth:`bind` makes :meth:`publish_job` its progress job and :meth:`sweep` part of its sweep)."""
+
+    def __init__(self, store: Any, forge_for_repo: Callable[[str], Forge | None], *, queue: Any = None,
+                 retry_seconds: float = RETRY_SECONDS, mutex_wait: float = 10.0):
         self.store = store
         self.forge_for_repo = forge_for_repo
+        self.queue = queue
+        self.retry_seconds = retry_seconds
+        self.mutex_wait = mutex_wait
+
+    def bind(self) -> Progress:
+        self.queue.bind_progress(self.publish_job, self.sweep)
+        return self
 
     def __call__(self, record: RolloutRecord, event: RolloutEventRecord) -> None:
         # State changes are logged as transitions or as the outcome of the side effect that caused them
         # (a verified step moves to the next one; marking the version live completes the rollout).
         if event.kind not in ("transition", "outcome") or record.state not in REPORTED:
             return
+        try:
+            self.publish(record.id)
+        except Exception:
+            log.warning("rollout %s: progress not published; again in %.0fs", record.id, self.retry_seconds,
+                        exc_info=True)
+            if self.queue is not None:
+                self.queue.enqueue_progress(record.id, delay=self.retry_seconds)
+
+    def publish_job(self, rollout_id: int) -> bool:
+        """The queue's job: publish again (a failure waits for the sweep). Never raises."""
+        try:
+            return self.publish(rollout_id)
+        except Exception:
+            log.warning("rollout %s: progress not published; the sweep will try again", rollout_id, exc_info=True)
+            return False
+
+    def sweep(self) -> list[int]:
+        """Queue the publication of every rollout whose state was not published (periodic); one that
+        finished more than :data:`GIVE_UP_AFTER` ago is left as it is (its forge keeps refusing)."""
+        ids = self.store.unreported_rollouts(tuple(REPORTED), finished_after=self.store.now() - GIVE_UP_AFTER)
+        for rollout_id in ids:
+            self.queue.enqueue_progress(rollout_id)
+        return ids
+
+    def publish(self, rollout_id: int) -> bool:
+        """Publish the rollout's current state unless it was published; whether anything was written.
+        Raises when a write fails (nothing is recorded then)."""
+        record = self.store.get_rollout(rollout_id)
+        if record is None or record.state not in REPORTED or record.reported == record.publication:
+            return False
         forge = self.forge_for_repo(record.repo)
         if forge is None:
-            return
-        self._deployment(forge, record)
-        if record.sha:
-            same_commit = [r for r in self._related(record) if r.sha == record.sha]
-            forge.report_check(record.sha, rollout_check(same_commit))
-        if record.pr_number:
-            self._comment(forge, record)
+            self.store.mark_reported(record.id, record.publication)
+            return False
+        scope = record.pr_number if record.pr_number is not None else (record.sha or f"rollout-{record.id}")
+        with self.store.mutex(f"progress:{record.repo}#{scope}", ttl=120.0, wait=self.mutex_wait):
+            record = self.store.get_rollout(rollout_id)          # the newest state, under the mutex
+            if record.state not in REPORTED or record.reported == record.publication:
+                return False
+            self._deployment(forge, record)
+            if record.sha:
+                same_commit = [r for r in self._related(record) if r.sha == record.sha]
+                forge.report_check(record.sha, rollout_check(same_commit))
+            if record.pr_number:
+                self._comment(forge, record)
+            self.store.mark_reported(record.id, record.publication)
+        return True
 
     def _related(self, record: RolloutRecord) -> list[RolloutRecord]:
         if record.pr_number is None:

@@ -50,12 +50,20 @@ def skip_reason(report: ChangeReport, *, prunes: bool = True, after_merge: bool 
     return None
 
 
+def rollout_key(key: str, model: str, environment: str) -> str:
+    """The idempotency key of the rollout of ``model`` to ``environment`` that ``key`` started."""
+    return f"{key}:{model}:{environment}"
+
+
 def start_for_plan(plan: Plan, *, store, kind_of: Callable[[str], str], enqueue: Callable[[int], None],
                    repo: str, actor: str, pr: int | None, sha: str, trigger: str,
-                   clock: Clock, environments: Iterable[str] | None = None, decommission: bool = False) -> Started:
+                   clock: Clock, environments: Iterable[str] | None = None, decommission: bool = False,
+                   key: str | None = None) -> Started:
     """Start (and enqueue) the rollouts of ``plan``'s changes in ``environments`` (default: all).
 
-    ``decommission``: deleted deployments are removed where the repo config prunes (after a merge)."""
+    ``decommission``: deleted deployments are removed where the repo config prunes (after a merge).
+    ``key``: what starts them (a delivery's command, a merge); each rollout is keyed by it with its
+    model and environment (:func:`rollout_key`), so starting again finds the rollouts already started."""
     wanted = set(environments) if environments is not None else None
     order = plan.config.order if plan.config is not None else (lambda env: 0)
     started = Started()
@@ -75,14 +83,16 @@ def start_for_plan(plan: Plan, *, store, kind_of: Callable[[str], str], enqueue:
             if change.action is not Action.NOOP:
                 started.skipped.append((report, reason))
             continue
+        keyed = rollout_key(key, change.name, change.environment) if key is not None else None
         if change.action is Action.DELETE:
             rollout_id = start_decommission(store, repo=repo, dep=change.base, current=report.current,
                                             trigger=trigger, actor=actor, pr=pr, sha=sha,
-                                            after_id=previous.get(change.name), target=kind, clock=clock)
+                                            after_id=previous.get(change.name), target=kind, key=keyed,
+                                            clock=clock)
         else:
             rollout_id = start_rollout(store, repo=repo, dep=change.head, candidate=report.candidate,
                                        stable=report.current, trigger=trigger, actor=actor, pr=pr, sha=sha,
-                                       after_id=previous.get(change.name), target=kind, clock=clock)
+                                       after_id=previous.get(change.name), target=kind, key=keyed, clock=clock)
         previous[change.name] = rollout_id
         started.rollouts.append((report, rollout_id))
         enqueue(rollout_id)

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 RUN_EVENT_TASK = "modelherd.run_event"
 RUN_ROLLOUT_TASK = "modelherd.run_rollout"
+RUN_PROGRESS_TASK = "modelherd.publish_progress"
 SWEEP_TASK = "modelherd.sweep"
 #: The longest an idle worker waits between two looks at a polled queue (SQLite).  huey backs off
 #: up to 10 s by default, so a webhook after a quiet minute waited that long before its plan began;
@@ -51,9 +52,12 @@ class JobQueue:
         self._sweeper: Sweeper | None = None
         self._rollout_runner: RolloutRunner | None = None
         self._rollout_sweeper: Sweeper | None = None
+        self._progress_runner: RolloutRunner | None = None
+        self._progress_sweeper: Sweeper | None = None
         self._extra_sweepers: list[Sweeper] = []
         self._run_event = huey.task(name=RUN_EVENT_TASK)(self._execute)
         self._run_rollout = huey.task(name=RUN_ROLLOUT_TASK)(self._execute_rollout)
+        self._run_progress = huey.task(name=RUN_PROGRESS_TASK)(self._execute_progress)
         self._sweep = huey.periodic_task(sweep_schedule or crontab(minute="*"), name=SWEEP_TASK)(self._execute_sweep)
 
     @classmethod
@@ -79,6 +83,13 @@ class JobQueue:
         else:
             self._run_rollout(rollout_id)
 
+    def enqueue_progress(self, rollout_id: int, delay: float | None = None) -> None:
+        """Put the publication of a rollout's progress on the queue (a retry after a failed one)."""
+        if delay:
+            self._run_progress.schedule(args=(rollout_id,), delay=delay)
+        else:
+            self._run_progress(rollout_id)
+
     def ping(self) -> None:
         """Raise unless the queue's storage answers (used by ``/readyz``)."""
         self.huey.pending_count()
@@ -101,6 +112,10 @@ class JobQueue:
     def bind_rollouts(self, runner: RolloutRunner, sweeper: Sweeper | None = None) -> None:
         """Route rollout jobs to ``runner(rollout_id)``; ``sweeper`` joins the periodic sweep."""
         self._rollout_runner, self._rollout_sweeper = runner, sweeper
+
+    def bind_progress(self, runner: RolloutRunner, sweeper: Sweeper | None = None) -> None:
+        """Route progress publications to ``runner(rollout_id)``; ``sweeper`` joins the periodic sweep."""
+        self._progress_runner, self._progress_sweeper = runner, sweeper
 
     def consumer(self, workers: int = 2, *, periodic: bool = True, embedded: bool = False,
                  **options: Any) -> Consumer:
@@ -149,11 +164,21 @@ class JobQueue:
             raise QueueNotBound(f"rollout {rollout_id} dequeued in a process without a rollout worker")
         self._rollout_runner(rollout_id)
 
+    def _execute_progress(self, rollout_id: int) -> None:
+        if self._progress_runner is None:
+            raise QueueNotBound(f"progress of rollout {rollout_id} dequeued in a process without a rollout worker")
+        self._progress_runner(rollout_id)
+
     def _execute_sweep(self) -> None:
         if self._sweeper is not None:
             self._sweeper()
         if self._rollout_sweeper is not None:
             self._rollout_sweeper()
+        if self._progress_sweeper is not None:
+            try:
+                self._progress_sweeper()
+            except Exception:
+                log.exception("periodic sweep of rollout progress failed")
         for sweeper in self._extra_sweepers:
             try:
                 sweeper()

@@ -189,11 +189,12 @@ def plan_steps(dep: Deployment, *, target: str, stable: ModelVersionInfo | None)
 def start_rollout(store: Store, *, repo: str, dep: Deployment, candidate: ModelVersionInfo,
                   stable: ModelVersionInfo | None, trigger: str, actor: str | None, pr: int | None = None,
                   sha: str | None = None, after_id: int | None = None, target: str = "kubernetes",
-                  reason: str | None = None, clock: Clock) -> int:
+                  reason: str | None = None, key: str | None = None, clock: Clock) -> int:
     """Record a pending rollout of ``candidate`` (replacing ``stable``, None for a create); its id.
 
     Steps come from ``dep.rollout`` (see :func:`plan_steps`); ``after_id`` makes it wait for that
-    rollout's success (production after staging).  Enqueue the id to run it.
+    rollout's success (production after staging).  ``key``: the idempotency key (what started it);
+    the rollout already started under it is returned instead of a new one.  Enqueue the id to run it.
     """
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown trigger {trigger!r}; one of {', '.join(TRIGGERS)}")
@@ -206,20 +207,27 @@ def start_rollout(store: Store, *, repo: str, dep: Deployment, candidate: ModelV
         spec=dep.model_dump(mode="json"), candidate=version_json(candidate), stable=version_json(stable),
         trigger=trigger, actor=actor, pr_number=pr, sha=sha, steps=steps,
         verify_seconds=dep.rollout.verify_seconds, step_timeout_seconds=parse_duration(dep.rollout.timeout),
-        after_id=after_id, stable_spec=previous.spec if previous else None, reason=reason, notes=notes)
+        after_id=after_id, stable_spec=previous.spec if previous else None, reason=reason, notes=notes,
+        idempotency_key=key)
     return store.create_rollout(new, now=clock()).id
 
 
 def rollback_to(store: Store, *, repo: str, dep: Deployment, version: ModelVersionInfo,
                 current: ModelVersionInfo | None, actor: str | None, pr: int | None = None,
                 sha: str | None = None, reason: str | None = None, target: str = "kubernetes",
-                clock: Clock) -> int:
+                key: str | None = None, clock: Clock) -> int:
     """``/rollback``: restore ``version`` at once (one 100% step, no verify period), trigger ``rollback``.
 
     Unfinished rollouts of the model/environment are asked to cancel (they stop at their next advance;
     this one waits for them, and wakes them so that happens now).  ``current`` is what serves now; on
-    success it is tagged ``modelherd.rejected`` with ``reason``.  Returns the id to enqueue.
+    success it is tagged ``modelherd.rejected`` with ``reason``.  ``key``: the idempotency key; when a
+    rollback was already started under it, its id is returned and nothing is cancelled again.  Returns
+    the id to enqueue.
     """
+    if key is not None:
+        started = store.rollout_by_key(repo, key)
+        if started is not None:
+            return started.id
     now = clock()
     who = f" by {actor}" if actor else ""
     for open_rollout in store.list_rollouts(repo=repo, model=dep.name, environment=dep.environment,
@@ -234,7 +242,7 @@ def rollback_to(store: Store, *, repo: str, dep: Deployment, version: ModelVersi
         pr_number=pr, sha=sha, steps=[100], verify_seconds=0,
         step_timeout_seconds=parse_duration(dep.rollout.timeout),
         reason=reason or f"rolled back to v{version.version}{who}",
-        notes=["/rollback: one 100% step, no verify period"])
+        notes=["/rollback: one 100% step, no verify period"], idempotency_key=key)
     return store.create_rollout(new, now=now).id
 
 

@@ -90,7 +90,7 @@ def build(settings: Settings, store: Store, queue: JobQueue, *,
         return gitlab.forge(repo) if gitlab is not None else None
 
     notifier = Notifier(store, queue, settings.slack) if settings.slack is not None else None
-    progress = Progress(store, forge_for_repo)
+    progress = Progress(store, forge_for_repo, queue=queue).bind()
     slack = notifier.rollout_notifier() if notifier is not None else None
 
     def notify(record: Any, event: Any) -> None:

@@ -79,7 +79,7 @@ class WorkerLoop:
 class GitHubApp(WorkerLoop):
     def __init__(self, fake: Any, tmp_path: Path, registry: InMemoryRegistry, *, owner: str = "acme",
                  name: str = "models", clusters: dict[str, ClusterConfig] | None = None,
-                 files: dict[str, str] | None = None, slack: Any = None):
+                 files: dict[str, str] | None = None, slack: Any = None, client_options: Any = None):
         self.fake, self.registry = fake, registry
         key = tmp_path / "app.pem"
         key.write_text(fake.generate_app_key())
@@ -92,7 +92,8 @@ class GitHubApp(WorkerLoop):
         self.store = Store.from_url(self.settings.database_url, clock=self.clock)
         self.store.upgrade()
         self.queue = JobQueue.from_url(self.settings.queue_url, "modelherd")
-        clients = GitHubClients(self.settings.github, pacer=LocalPacer(PacingPolicy(write_interval=0)))
+        clients = GitHubClients(self.settings.github, pacer=LocalPacer(PacingPolicy(write_interval=0)),
+                                options=client_options)
         self.dispatcher = Dispatcher(self.store, self.queue,
                                      build(self.settings, self.store, self.queue, registries={"mlflow": registry},
                                            github=clients)).bind()

@@ -128,11 +128,45 @@ def test_annotations_beyond_fifty_go_in_further_updates(fake_github: FakeGitHub)
     assert [len((c.body.get("output") or {}).get("annotations") or []) for c in world.fake.writes()
             if "check-runs" in c.path] == [50, 50, 20, 0]
 
-    # re-sending the report does not double the annotations: a fresh run of the same name
+    # re-sending the same report (a retried job) updates the run without doubling its annotations
     world.fake.reset_calls()
     plan_sequence(world.forge(), world.number, checks=1, annotations=120)
     runs = [r for r in world.fake.check_runs(world.repo, world.head) if r.name == "modelherd/plan"]
-    assert [len(r.annotations) for r in runs] == [120, 120]
+    assert [len(r.annotations) for r in runs] == [120]
+    assert [c.method for c in world.fake.writes() if "check-runs" in c.path] == ["PATCH"]
+
+    # other annotations (GitHub appends, never replaces): a fresh run of the same name, shown instead
+    plan_sequence(world.forge(), world.number, checks=1, annotations=70)
+    runs = [r for r in world.fake.check_runs(world.repo, world.head) if r.name == "modelherd/plan"]
+    assert [len(r.annotations) for r in runs] == [120, 70]
+
+
+def test_a_lost_answer_while_annotating_sends_only_the_rest(fake_github: FakeGitHub) -> None:
+    """The second batch of annotations reached GitHub but its answer did not: the retried report adds
+    the third batch to the same run, and neither repeats a batch nor makes a second run."""
+    world = World(fake_github, 3, options=ClientOptions(retries=0))
+    fake_github.fail_next(1, 502, applied=True, match=lambda method, path: method == "PATCH" and "check-runs" in path)
+    with pytest.raises(GitHubError):
+        plan_sequence(world.forge(), world.number, checks=1, annotations=120)
+    plan_sequence(world.forge(), world.number, checks=1, annotations=120)
+    [run] = [r for r in fake_github.check_runs(world.repo, world.head) if r.name == "modelherd/plan"]
+    assert len(run.annotations) == 120
+    assert len({a["message"] for a in run.annotations}) == 120
+
+
+def test_a_check_run_created_elsewhere_is_updated_not_made_twice(fake_github: FakeGitHub) -> None:
+    """A worker that listed a commit's runs earlier (another job) does not take a run it has not seen for
+    absent: another worker created it in between, and this one updates it."""
+    world = World(fake_github, 1)
+    first = world.forge()
+    first.report_check(world.head, CheckReport("modelherd/plan", CheckStatus.COMPLETED, "success", title="plan"))
+    other = GitHubClients(world.clients.settings, pacer=world.pacer, private_key=world.key, tokens=TokenCache())
+    other.forge(world.installation, world.repo).report_check(
+        world.head, CheckReport("modelherd/rollout", CheckStatus.IN_PROGRESS, title="rolling out"))
+    world.forge().report_check(world.head, CheckReport("modelherd/rollout", CheckStatus.COMPLETED, "success",
+                                                       title="rolled out"))
+    runs = [(r.name, r.status, r.conclusion) for r in fake_github.check_runs(world.repo, world.head)]
+    assert sorted(runs) == [("modelherd/plan", "completed", "success"), ("modelherd/rollout", "completed", "success")]
 
 
 def test_new_process_finds_its_comment_and_checks(fake_github: FakeGitHub) -> None:

@@ -335,9 +335,9 @@ def test_a_job_retried_after_a_partial_failure_sends_only_the_rest(slack_store: 
         "Deploy started", "Canary 25% verified", "Deployed"]
 
 
-def test_a_crash_between_send_and_record_repeats_that_message_once(slack_store: Store, queue: JobQueue,
-                                                                   fake_slack: FakeSlack) -> None:
-    """At-least-once: the documented window.  The retry repeats the one message, nothing else."""
+def test_a_crash_between_send_and_record_sends_that_message_once(slack_store: Store, queue: JobQueue,
+                                                                 fake_slack: FakeSlack) -> None:
+    """Slack took the message, the worker died before recording it: the retry finds it in the thread."""
     notifier = make_notifier(slack_store, queue, fake_slack)
     notifier.notify(event(Kind.DEPLOY_STARTED, "a"))
     repo = notifier.store
@@ -356,7 +356,78 @@ def test_a_crash_between_send_and_record_repeats_that_message_once(slack_store: 
     notifier.deliver(REPO, PR, "#deploys")
     notifier.deliver(REPO, PR, "#deploys")
     (summary,) = fake_slack.top_level()
-    assert len(fake_slack.replies(summary)) == 2           # the reply once more, then never again
+    assert len(fake_slack.replies(summary)) == 1
+    assert all(m.state == "sent" for m in slack_repo(slack_store).slack_messages())
+
+
+SLACK_WRITES = ("chat.postMessage", "chat.update")
+
+
+def _lifecycle(tmp: Path, fake: FakeSlack, fail_at: int | None = None) -> list[str]:
+    """A plan, a staging canary and a drift report in the channel, delivered through ``fake``; with
+    ``fail_at``, that Slack write is carried out and answered 500. Returns the writes made."""
+    clock = Clock(FIXED)
+    store = Store.from_url(f"sqlite:///{tmp / 'store.db'}", clock=clock)
+    store.upgrade()
+    queue = JobQueue.from_url("memory://", name=f"slack-table-{next(_names)}")
+    try:
+        settings = settings_for(fake, channels=SlackChannels(kinds={"drift_found": "C0DRIFT001"}))
+        notifier = make_notifier(store, queue, fake, settings=settings)
+        if fail_at is not None:
+            seen = itertools.count()
+            fake.lose_next(match=lambda method, _args: method in SLACK_WRITES and next(seen) == fail_at)
+        rig = SlackRig(store, notifier)
+        notifier.notify(event(Kind.PLAN_READY, "plan:abc", needs=("1 approval from @octo/risk-ml",)))
+        queue.drain()
+        assert rig.drive(rig.start(deployment(env="staging", canary=[25, 100]))).state == "succeeded"
+        notifier.notify(event(Kind.DRIFT, "drift:churn:production:1", pr_number=None, pr_url=None,
+                              environment="production", version_from="2", version_to="1", text="serving v1"))
+        for _ in range(8):                                  # the deliveries, and the retries they scheduled
+            queue.drain()
+            clock.advance(120)
+            run_scheduled(queue)
+        assert all(m.state == "sent" for m in slack_repo(store).slack_messages())
+        return [c.method for c in fake.calls if c.method in SLACK_WRITES and c.error in (None, "lost")]
+    finally:
+        queue.flush()
+        store.dispose()
+
+
+def _reads_as(fake: FakeSlack) -> list[str]:
+    """What a reader sees: each top-level message and its replies (text and blocks), without ts."""
+    seen = []
+    for top in fake.top_level():
+        seen.append(f"{top.channel} {top.text} {top.blocks}")
+        seen.extend(f"  ↳ {r.text} {r.blocks} {r.reply_broadcast}" for r in fake.replies(top))
+    return seen
+
+
+def test_a_lost_answer_after_each_slack_write_sends_each_message_once(tmp_path: Path) -> None:
+    """For each Slack write of a clean run, a run where Slack carried it out and answered 500 reads the
+    same: one summary per thread, each message once, the summary up to date."""
+    from tests.fakes.slack import FakeSlack as Fake
+
+    with Fake() as clean:
+        (tmp_path / "clean").mkdir()
+        writes = _lifecycle(tmp_path / "clean", clean)
+        expected = _reads_as(clean)
+        clean.assert_clean()
+    assert writes.count("chat.postMessage") >= 5, writes
+    failures = []
+    for index, write in enumerate(writes):
+        folder = tmp_path / f"fail-{index}"
+        folder.mkdir()
+        with Fake() as fake:
+            try:
+                _lifecycle(folder, fake, fail_at=index)
+                seen = _reads_as(fake)
+                assert seen == expected, f"{len(seen)} messages where a clean run has {len(expected)}:\n" + \
+                    fake.transcript()
+                fake.assert_clean()
+            except Exception as exc:
+                failures.append(f"write {index} ({write}) answered 500 after it was done: "
+                                f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+    assert not failures, f"{len(failures)} of {len(writes)} writes:\n" + "\n".join(failures)
 
 
 def test_refused_messages_are_dropped_not_retried(slack_store: Store, queue: JobQueue,

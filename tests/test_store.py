@@ -186,6 +186,53 @@ def test_effects_once_and_run_once(store: Store) -> None:
     assert store.forget_effect("comment:octo/models#7") and not store.has_effect("comment:octo/models#7")
 
 
+def test_commit_once_commits_the_writes_with_their_record_or_neither(store: Store) -> None:
+    """The store writes of an action and the record of its result share one transaction."""
+    from tests.rollout_rig import REPO, deployment, version
+    from modelherd.rollout import start_rollout
+
+    def start(fail: bool) -> int:
+        rollout_id = start_rollout(store, repo=REPO, dep=deployment(), candidate=version(2), stable=version(1),
+                                   trigger="deploy-command", actor="bob", key="github:d-1:0:churn:staging",
+                                   clock=store.now)
+        store.release_locks(REPO, 7)
+        if fail:
+            raise RuntimeError("killed before the record")
+        return rollout_id
+
+    with pytest.raises(RuntimeError):
+        store.commit_once("command:github:d-1:0", lambda: start(True))
+    assert store.list_rollouts(repo=REPO) == [] and not store.has_effect("command:github:d-1:0")
+    first = store.commit_once("command:github:d-1:0", lambda: start(False))
+    again = store.commit_once("command:github:d-1:0", lambda: pytest.fail("ran twice"))
+    assert first == again and [r.id for r in store.list_rollouts(repo=REPO)] == [first]
+
+
+def test_a_rollout_is_created_once_per_idempotency_key(store: Store) -> None:
+    from tests.rollout_rig import REPO, deployment, version
+    from modelherd.rollout import rollback_to, start_rollout
+
+    def start(key: str | None, repo: str = REPO, env: str = "staging") -> int:
+        return start_rollout(store, repo=repo, dep=deployment(env=env), candidate=version(2), stable=version(1),
+                             trigger="merge", actor="alice", key=key, clock=store.now)
+
+    key = "merge:octo/models#7:churn:staging"
+    first = start(key)
+    assert start(key) == first                                          # a retried job finds it
+    assert start(key, repo="octo/other") != first                       # keys are per repository
+    assert start(None) not in (first,) and start(None) != start(None)   # no key: a new rollout each time
+    long_key = "x" * 400                                                # longer than the column: hashed
+    assert start(long_key, env="production") == start(long_key, env="production")
+    assert store.rollout_by_key(REPO, key).id == first
+    # a /rollback started under a key cancels nothing the second time: it finds itself
+    back = rollback_to(store, repo=REPO, dep=deployment(), version=version(1), current=version(2), actor="bob",
+                       key="github:d-2:0:churn:staging", clock=store.now)
+    assert store.get_rollout(back).cancel_reason is None
+    assert rollback_to(store, repo=REPO, dep=deployment(), version=version(1), current=version(2), actor="bob",
+                       key="github:d-2:0:churn:staging", clock=store.now) == back
+    assert store.get_rollout(back).cancel_reason is None
+
+
 def test_naive_datetimes_are_refused(store: Store) -> None:
     naive = Store(store.engine, clock=lambda: datetime(2026, 1, 1))
     with pytest.raises(Exception, match="naive datetime"):

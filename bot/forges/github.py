@@ -13,7 +13,10 @@ Calls are kept to what the work needs (``tests/test_forge_github.py`` counts the
   commit's tarball instead (the redirect, then the download: two requests whatever the number of
   files), unless the repository or the archive is too big (:mod:`modelherd.forges.archive`);
   ``tests/test_forge_github_archive.py`` counts those;
-* the sticky comment's and the check runs' ids are remembered, so an upsert is one ``PATCH``;
+* the sticky comment's and the check runs' ids are remembered, so an upsert is one ``PATCH``; a check
+  run not remembered is looked up on GitHub (one listing of the commit's runs per job) before one is
+  created, never taken as absent because this process's memory says so — another worker may have
+  created it, or an earlier attempt whose answer was lost;
 * the pull request is fetched with ``If-None-Match``: an unchanged one answers 304, which GitHub does
   not count against the rate limit;
 * writes per plan are constant in the number of manifests: one comment upsert, one write per check,
@@ -30,6 +33,7 @@ Calls are kept to what the work needs (``tests/test_forge_github.py`` counts the
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -88,6 +92,7 @@ log = logging.getLogger(__name__)
 class _Run(NamedTuple):
     id: int
     annotations: int              # annotations the run holds (GitHub appends, never replaces)
+    external_id: str | None = None  # this adapter's digest of the annotations the run was created for
 
 
 class _Deployment(NamedTuple):
@@ -136,7 +141,8 @@ def _bytes_weight(value: bytes | None) -> int:
 class RepoCaches:
     """What one repository's forges remember across jobs (immutable data, and ids of our own objects).
 
-    ``comment_ids`` and ``check_runs`` are only hints: a stale id is detected (404) and searched again.
+    ``comment_ids`` and ``check_runs`` are only hints: a stale id is detected (404) and searched again;
+    an id that is not here is looked up on GitHub, never taken as absent.
     """
 
     contents: LruCache = field(default_factory=lambda: LruCache(32 * 1024 * 1024, _bytes_weight))
@@ -146,7 +152,6 @@ class RepoCaches:
     tips: LruCache = field(default_factory=lambda: LruCache(16))               # branch → (etag, sha)
     comment_ids: LruCache = field(default_factory=lambda: LruCache(4096))      # (number, marker) → id
     check_runs: LruCache = field(default_factory=lambda: LruCache(4096))       # (sha, name) → _Run
-    listed_shas: LruCache = field(default_factory=lambda: LruCache(1024))      # SHAs whose runs were listed
     deployments: LruCache = field(default_factory=lambda: LruCache(4096))      # id → _Deployment
     rollouts: LruCache = field(default_factory=lambda: LruCache(4096))         # (ref, env, rollout id) → id
     size_kb: tuple[float, int] | None = None     # (monotonic time seen, repository.size in KB)
@@ -172,6 +177,7 @@ class GitHubForge:
         self._on_bad_credentials = on_bad_credentials
         self.archive_limits = archive_limits or ARCHIVE_LIMITS
         self._default_branch: str | None = None     # as the last pull request read said (this event)
+        self._listed: set[str] = set()          # SHAs whose check runs this forge (one job) listed
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -384,37 +390,56 @@ class GitHubForge:
     def report_check(self, sha: str, report: CheckReport) -> None:
         """Create or update the check run ``report.name`` on ``sha``; annotations 50 per request.
 
-        A run that already carries annotations is not updated with more (GitHub appends them, so a
-        re-sent report would show each twice): a new run of the same name is created instead, and
-        GitHub shows the latest.
+        The run is found by its remembered id, else on GitHub; one is created only when GitHub has none.
+        GitHub appends annotations, never replaces them: a run created for the same annotations (its
+        ``external_id`` holds their digest) gets those it is missing and no others — so a report sent
+        again after a lost answer neither doubles them nor makes a second run — while different
+        annotations make a new run of the same name, and GitHub shows the latest.
         """
         annotations = [annotation_json(a) for a in report.annotations]
+        digest = _annotations_digest(annotations)
         fields = check_fields(report)
-        if annotations:
-            fields["output"]["annotations"] = annotations[:ANNOTATIONS_PER_REQUEST]
+        if digest is not None:
+            fields["external_id"] = digest
         known = self._check_run(sha, report.name)
-        if known is not None and not (known.annotations and annotations) and self._edit_check(known.id, fields):
-            run = _Run(known.id, known.annotations + len(annotations))
-        else:
-            run = _Run(self._create_check(sha, report.name, fields), len(annotations))
-        self._annotate(run.id, fields["output"], annotations[ANNOTATIONS_PER_REQUEST:])
-        self.caches.check_runs.put((sha, report.name), run)
+        fits = known is not None and (digest is None or not known.annotations or known.external_id == digest)
+        try:
+            if fits and self._edit_check(known.id, fields):
+                run = _Run(known.id, known.annotations, digest or known.external_id)
+            else:
+                fields["output"]["annotations"] = annotations[:ANNOTATIONS_PER_REQUEST]
+                run = _Run(self._create_check(sha, report.name, fields), len(fields["output"]["annotations"]),
+                           digest)
+            self.caches.check_runs.put((sha, report.name), run)
+            if annotations:
+                self._annotate(sha, report.name, run, fields["output"], annotations[run.annotations:])
+        except GitHubError:
+            # the write may have been carried out all the same: what the run holds is read on GitHub next time
+            self.caches.check_runs.pop((sha, report.name))
+            self._listed.discard(sha)
+            raise
 
-    def _annotate(self, run_id: int, output: dict[str, Any], annotations: list[dict[str, Any]]) -> None:
-        """Send annotations beyond the first 50 in further updates (GitHub appends them)."""
+    def _annotate(self, sha: str, name: str, run: _Run, output: dict[str, Any],
+                  annotations: list[dict[str, Any]]) -> None:
+        """Send the annotations the run is missing, 50 per update (GitHub appends them); what the run
+        holds is remembered after each, so a retry sends only the rest."""
         head = {"title": output["title"], "summary": output["summary"]}
+        held = run.annotations
         for start in range(0, len(annotations), ANNOTATIONS_PER_REQUEST):
-            batch = {**head, "annotations": annotations[start:start + ANNOTATIONS_PER_REQUEST]}
-            self._call(f"annotate check run {run_id}", lambda: self._repo.get_check_run(run_id).edit(output=batch))
+            part = annotations[start:start + ANNOTATIONS_PER_REQUEST]
+            batch = {**head, "annotations": part}
+            self._call(f"annotate check run {run.id}", lambda: self._repo.get_check_run(run.id).edit(output=batch))
+            held += len(part)
+            self.caches.check_runs.put((sha, name), run._replace(annotations=held))
 
     def _check_run(self, sha: str, name: str) -> "_Run | None":
-        """This app's latest run named ``name`` on ``sha`` (id, annotations it holds), if any.
-
-        The first look at a SHA lists all of this app's runs on it (one request for every check).
-        """
-        if sha not in self.caches.listed_shas:
+        """This app's latest run named ``name`` on ``sha`` (id, annotations it holds), if any: remembered,
+        else looked up on GitHub (the first look of a job at a SHA lists all of this app's runs on it)."""
+        known = self.caches.check_runs.get((sha, name))
+        if known is None and sha not in self._listed:
             self._list_check_runs(sha)
-        return self.caches.check_runs.get((sha, name))
+            known = self.caches.check_runs.get((sha, name))
+        return known
 
     def _list_check_runs(self, sha: str) -> None:
         params = {"filter": "latest"} if self.app_id is None else {"filter": "latest", "app_id": self.app_id}
@@ -423,8 +448,8 @@ class GitHubForge:
         for run in runs:
             held = int((run.get("output") or {}).get("annotations_count") or 0)
             if (sha, run["name"]) not in self.caches.check_runs:
-                self.caches.check_runs.put((sha, run["name"]), _Run(int(run["id"]), held))
-        self.caches.listed_shas.put(sha, True)
+                self.caches.check_runs.put((sha, run["name"]), _Run(int(run["id"]), held, run.get("external_id")))
+        self._listed.add(sha)
 
     def _create_check(self, sha: str, name: str, fields: dict[str, Any]) -> int:
         run = self._call(f"create check run {name} on {sha[:12]}",
@@ -841,6 +866,14 @@ def annotation_json(a: Annotation) -> dict[str, Any]:
         data["start_column"] = a.start_column
         data["end_column"] = a.end_column if a.end_column is not None else a.start_column
     return data
+
+
+def _annotations_digest(annotations: list[dict[str, Any]]) -> str | None:
+    """What a run's ``external_id`` says of the annotations it was created for (None: none)."""
+    if not annotations:
+        return None
+    text = json.dumps(annotations, sort_keys=True, separators=(",", ":"))
+    return "modelherd:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def short(text: str, limit: int) -> str:

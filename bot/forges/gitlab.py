@@ -639,8 +639,17 @@ class GitLabForge:
         if state == "inactive" and current.status not in UNFINISHED_DEPLOYMENTS:
             status = None
         if status is not None and status != current.status:
-            data = self._send(f"set deployment {deployment_id} {status}", "PUT", f"/deployments/{deployment_id}",
-                              {"status": status})
+            try:
+                data = self._send(f"set deployment {deployment_id} {status}", "PUT",
+                                  f"/deployments/{deployment_id}", {"status": status})
+            except GitLabError as exc:
+                # GitLab refuses a move to the status the deployment has: an earlier PUT whose answer was
+                # lost (or a retry of python-gitlab's own) already made it
+                if exc.status != 400 or "Cannot transition" not in str(exc):
+                    raise
+                data = self._get(f"read deployment {deployment_id}", f"/deployments/{deployment_id}")
+                if data.get("status") != status:
+                    raise
             current = self._remember(data)
         if environment_url and current.environment_id is not None:
             self._set_external_url(current.environment, current.environment_id, environment_url)

@@ -16,7 +16,7 @@ from modelherd.checks import Conclusion
 from modelherd.checks.approvals import RuleStatus, requirements_for
 from modelherd.commands import Command
 from modelherd.escape import md_code, md_text
-from modelherd.handlers.commands import CommandContext, command
+from modelherd.handlers.commands import CommandContext, command, decided_once
 from modelherd.handlers.plan import not_deployable, plan_context
 from modelherd.plan import Action
 from modelherd.planner import build_plan
@@ -84,8 +84,16 @@ def deploy(ctx: CommandContext, cmd: Command) -> str:
     reason = refusal(ctx, plan, env)
     if reason:
         return f"❌ refused: {reason}"
-    started = start_for_plan(plan, store=ctx.store, kind_of=deps["targets"].kind_of,
-                             enqueue=deps["queue"].enqueue_rollout, repo=cr.repo, actor=ctx.actor, pr=cr.number,
-                             sha=cr.head_sha, trigger="deploy-command", environments=[env], clock=deps["clock"])
-    return f"deploying {md_code(cr.head_sha[:7])} to {md_code(env)}:\n\n" + rollout_reply(started.rollouts,
-                                                                                        started.skipped)
+    ids: list[int] = []
+
+    def start() -> str:            # the rollouts and this answer commit together (see decided_once)
+        started = start_for_plan(plan, store=ctx.store, kind_of=deps["targets"].kind_of, enqueue=ids.append,
+                                 repo=cr.repo, actor=ctx.actor, pr=cr.number, sha=cr.head_sha,
+                                 trigger="deploy-command", environments=[env], clock=deps["clock"],
+                                 key=ctx.key or None)
+        return f"deploying {md_code(cr.head_sha[:7])} to {md_code(env)}:\n\n" + rollout_reply(started.rollouts,
+                                                                                            started.skipped)
+    answer = decided_once(ctx, start)
+    for rollout_id in ids:         # after the commit (a rollout lost here is found by the rollout sweep)
+        deps["queue"].enqueue_rollout(rollout_id)
+    return answer

@@ -9,6 +9,11 @@ protected environment whose approval rules were not satisfied at merge (an admin
 them) is not deployed. The PR gets one comment saying what started and what did not, and the plan
 comment shows each rollout's state as it goes (:mod:`modelherd.progress`).
 A merged revert pull request (opened by ``/rollback``) un-pins the environments it puts back in Git.
+
+Once per merge, whatever fails in between: the rollouts are keyed by the merge (``merge:<repo>#<n>``)
+with their model and environment, and are started in one transaction with the note that names them
+(a retried job finds them and starts nothing); the note carries a hidden marker, so a retry whose
+first attempt may have posted it edits it instead of posting another.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from modelherd.approval_facts import evaluate_pull
 from modelherd.checks.approvals import RuleStatus, requirements_for
 from modelherd.forges.base import BranchTip, ChangeRequest, Forge
+from modelherd.handlers.commands import post_once
 from modelherd.handlers.plan import plan_context, pr_key
 from modelherd.handlers.rules_changed import rules_touched
 from modelherd.planner import build_plan
@@ -66,23 +72,43 @@ def on_merged(event: Any, *, forge: Forge, store: Any, registries: Mapping[str, 
                  cr.base_ref, rules.branch)
         return
 
-    def start() -> list[int]:
-        ctx = plan_context(cr, registries=registries, clusters=clusters, clock=clock)
-        plan = build_plan(forge.reader(cr), cr.base_sha, cr.merge_sha, ctx,
-                          rules_ref=merge_rules_ref(forge, cr, rules))
-        if not plan.has_changes:
-            return []
-        unapproved = unapproved_environments(forge, cr, plan)
-        live = {r.change.environment for r in plan.reports}
-        started = start_for_plan(plan, store=store, kind_of=targets.kind_of, enqueue=queue.enqueue_rollout, repo=cr.repo,
-                                 actor=cr.author, pr=number, sha=cr.merge_sha, trigger="merge",
-                                 environments=live - unapproved, decommission=True, clock=clock)
-        skipped = started.skipped + [(r, "its approval rules were not satisfied when it was merged")
-                                     for r in plan.reports if r.change.environment in unapproved
-                                     and r.change.action.value != "no change"]
-        forge.create_comment(number, "### modelherd: merged, rolling out\n\n" + rollout_reply(started.rollouts, skipped))
-        return [rollout_id for _, rollout_id in started.rollouts]
-
+    key = f"merge:{forge.repo}#{number}"
     with store.mutex(pr_key(forge.repo, number)):
-        ids = store.run_once(f"merge:{forge.repo}#{number}", start, event_id=event.id)
+        if store.has_effect(key):
+            return
+        started = store.effect_result(f"{key}:started")
+        if started is None:
+            ctx = plan_context(cr, registries=registries, clusters=clusters, clock=clock)
+            plan = build_plan(forge.reader(cr), cr.base_sha, cr.merge_sha, ctx,
+                              rules_ref=merge_rules_ref(forge, cr, rules))
+            if not plan.has_changes:
+                store.record_effect(key, [], event_id=event.id)
+                return
+            unapproved = unapproved_environments(forge, cr, plan)
+            started = store.commit_once(f"{key}:started", lambda: _start(plan, unapproved, cr, key, store=store,
+                                                                        targets=targets, clock=clock),
+                                        event_id=event.id)
+        for rollout_id in started["ids"]:
+            queue.enqueue_rollout(rollout_id)
+        post_once(store, forge, number, key, merged_marker(number), started["note"], event_id=event.id)
+    ids = started["ids"]
     log.info("%s#%d merged at %s: rollouts %s", forge.repo, number, cr.merge_sha[:7], ids)
+
+
+def merged_marker(number: int) -> str:
+    """The hidden marker of the "merged, rolling out" note of PR ``number``."""
+    return f"<!-- modelherd:merged:{number} -->"
+
+
+def _start(plan: Any, unapproved: set[str], cr: Any, key: str, *, store: Any, targets: Any,
+           clock: Callable[[], datetime]) -> dict[str, Any]:
+    """Start the merge's rollouts (store writes only, keyed by ``key``); their ids and the note."""
+    live = {r.change.environment for r in plan.reports}
+    started = start_for_plan(plan, store=store, kind_of=targets.kind_of, enqueue=lambda _id: None, repo=cr.repo,
+                             actor=cr.author, pr=cr.number, sha=cr.merge_sha, trigger="merge",
+                             environments=live - unapproved, decommission=True, clock=clock, key=key)
+    skipped = started.skipped + [(r, "its approval rules were not satisfied when it was merged")
+                                 for r in plan.reports if r.change.environment in unapproved
+                                 and r.change.action.value != "no change"]
+    return {"ids": [rollout_id for _, rollout_id in started.rollouts],
+            "note": "### modelherd: merged, rolling out\n\n" + rollout_reply(started.rollouts, skipped)}

@@ -21,9 +21,10 @@ import logging
 from modelherd.commands import Command
 from modelherd.escape import md_code
 from modelherd.forges.base import NothingToRevert
-from modelherd.handlers.commands import CommandContext, command
+from modelherd.handlers.commands import CommandContext, command, command_key
 from modelherd.handlers.plan import not_deployable
 from modelherd.manifest import Deployment
+from modelherd.promotion import rollout_key
 from modelherd.registry import RegistryError, VersionNotFound
 from modelherd.repoconfig import CONFIG_FILE, parse_config
 from modelherd.rollout import rollback_to
@@ -63,51 +64,86 @@ def _revert_pull(ctx: CommandContext, models: list[str], env: str, version_text:
         return None
 
 
-@command("rollback")
-def rollback(ctx: CommandContext, cmd: Command) -> str:
-    blocked = not_deployable(ctx.cr, ctx.rules or ctx.forge.default_branch_tip())
-    if blocked:
-        return f"❌ refused: {blocked}"
-    env, latest = _latest_by_model(ctx, cmd.environment)
-    if not latest:
-        where = f" to {md_code(env)}" if env else ""
-        return f"ℹ️ nothing to roll back: this pull request has not deployed{where}"
+def _choose(ctx: CommandContext, cmd: Command, env: str, latest: dict) -> list[tuple]:
+    """Per model (in order): ``("line", text)`` when it is not rolled back and why, or ``("roll", model,
+    dep, version, current, record)``. Reads the registries; writes nothing."""
     registries = ctx.deps["registries"]
-    lines, rolled = [], []
+    chosen: list[tuple] = []
     for model, record in sorted(latest.items()):
         dep = Deployment.model_validate(record.spec)
         wanted = cmd.option("to") or record.from_version
         if wanted is None and record.decommission:
-            lines.append(f"- ⏭️ {md_code(model)}: the version it served in {md_code(env)} before this pull request "
-                         "is not known: revert the pull request to deploy it again")
+            chosen.append(("line", f"- ⏭️ {md_code(model)}: the version it served in {md_code(env)} before this pull "
+                                   "request is not known: revert the pull request to deploy it again"))
             continue
         if wanted is None:
-            lines.append(f"- ⏭️ {md_code(model)}: there was no version before this pull request in {md_code(env)}")
+            chosen.append(("line", f"- ⏭️ {md_code(model)}: there was no version before this pull request in "
+                                   f"{md_code(env)}"))
             continue
         registry = registries.get(dep.model.registry)
         if registry is None:
-            lines.append(f"- ❌ {md_code(model)}: registry {md_code(dep.model.registry)} is not configured")
+            chosen.append(("line", f"- ❌ {md_code(model)}: registry {md_code(dep.model.registry)} is not configured"))
             continue
         try:
             version = registry.resolve(dep.model.name, version=int(wanted))
             current = None if record.decommission else registry.resolve(dep.model.name, version=int(record.to_version))
         except (RegistryError, VersionNotFound) as exc:
-            lines.append(f"- ❌ {md_code(model)}: {exc}")
+            chosen.append(("line", f"- ❌ {md_code(model)}: {exc}"))
             continue
+        chosen.append(("roll", model, dep, version, current, record))
+    return chosen
+
+
+def _start(ctx: CommandContext, env: str, chosen: list[tuple]) -> dict:
+    """Start the chosen rollbacks (store writes only); what the reply says of them, and their ids."""
+    lines, rolled, ids = [], [], []
+    for entry in chosen:
+        if entry[0] == "line":
+            lines.append(entry[1])
+            continue
+        _, model, dep, version, current, record = entry
         rollout_id = rollback_to(ctx.store, repo=ctx.cr.repo, dep=dep, version=version, current=current,
                                  actor=ctx.actor, pr=ctx.cr.number, sha=record.sha, target=record.target,
-                                 reason=f"/rollback by {ctx.actor} on #{ctx.cr.number}", clock=ctx.deps["clock"])
-        ctx.deps["queue"].enqueue_rollout(rollout_id)
-        rolled.append((model, version.version))
+                                 reason=f"/rollback by {ctx.actor} on #{ctx.cr.number}", clock=ctx.deps["clock"],
+                                 key=rollout_key(ctx.key, model, env) if ctx.key else None)
+        ids.append(rollout_id)
+        rolled.append([model, version.version])
         if record.decommission:
             lines.append(f"- ↩️ {md_code(model)} in {md_code(env)}: re-create v{version.version} (decommissioned "
                          f"by this pull request; rollout #{rollout_id})")
             continue
         lines.append(f"- ↩️ {md_code(model)} in {md_code(env)}: v{record.to_version} → v{version.version} "
                      f"(rollout #{rollout_id})")
+    return {"lines": lines, "rolled": rolled, "ids": ids}
+
+
+@command("rollback")
+def rollback(ctx: CommandContext, cmd: Command) -> str:
+    """Decide and start the rollbacks (recorded with them, so a retried job starts nothing again), then
+    open the revert pull request (found again by its branch) and pin."""
+    blocked = not_deployable(ctx.cr, ctx.rules or ctx.forge.default_branch_tip())
+    if blocked:
+        return f"❌ refused: {blocked}"
+    env, latest = _latest_by_model(ctx, cmd.environment)
+    started_key = f"{command_key(ctx.key)}:started"
+    started = ctx.store.effect_result(started_key) if ctx.key else None
+    if started is None:
+        if not latest:
+            where = f" to {md_code(env)}" if env else ""
+            return f"ℹ️ nothing to roll back: this pull request has not deployed{where}"
+        chosen = _choose(ctx, cmd, env, latest)
+        started = (ctx.store.commit_once(started_key, lambda: _start(ctx, env, chosen)) if ctx.key
+                   else _start(ctx, env, chosen))
+    for rollout_id in started["ids"]:
+        ctx.deps["queue"].enqueue_rollout(rollout_id)
+    lines, rolled = list(started["lines"]), [(model, version) for model, version in started["rolled"]]
     if rolled and ctx.cr.state == "merged":
         versions = ", ".join(f"v{v}" for _, v in rolled)
-        revert = _revert_pull(ctx, [m for m, _ in rolled], env, versions)
+
+        def open_revert() -> int | None:
+            return _revert_pull(ctx, [m for m, _ in rolled], env, versions)
+        revert = (ctx.store.run_once(f"{command_key(ctx.key)}:revert", open_revert) if ctx.key
+                  else open_revert())
         for model, version in rolled:
             ctx.store.pin(ctx.cr.repo, model, env, version=version, actor=ctx.actor, revert_pr=revert,
                           reason=f"/rollback on #{ctx.cr.number}")

@@ -11,10 +11,17 @@ lost queue message delays delivery by a minute at most.  A Slack outage therefor
 never delays or fails a deployment.
 
 **Once, per key.**  A message is sent only while its row is ``pending``, and marked ``sent`` with the
-returned ``ts`` right after; deliveries of one thread are serialised by a store mutex.  The guarantee is
-at-least-once with dedupe by key before sending: a worker killed between Slack's answer and the mark
-repeats that one message on the next run.  A message Slack refuses for good (unknown channel, invalid
-blocks) is marked ``failed`` and skipped.
+returned ``ts`` right after; deliveries of one thread are serialised by a store mutex.  Slack keeps no
+idempotency key, so each attempt to post is recorded first (``slack-post:<id>`` in the effects): when
+an attempt may have posted without the answer reaching us (a 5xx, a timeout, a worker killed between
+Slack's answer and the mark), the next one looks for the message before posting — the same text, in
+the thread after the last reply recorded (``conversations.replies``), or in the channel
+(``conversations.history``) — and records the one it finds instead of posting it again.  slack-sdk
+never retries a ``chat.postMessage`` on a server or connection error itself (rate limits, which Slack
+did not act on, it does).  A channel routed by name is looked up once per process
+(``conversations.list``) for these reads; the app needs ``channels:history`` / ``groups:history`` and
+``channels:read`` / ``groups:read`` besides ``chat:write``.  A message Slack refuses for good
+(unknown channel, invalid blocks) is marked ``failed`` and skipped.
 
 **One thread per pull request and channel.**  The first delivery posts the summary
 (:func:`~modelherd.slack.messages.summary_message`) and keeps its ``ts``; every event is a reply in
@@ -142,13 +149,32 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
         return wait is None or wait <= self.max_wait
 
 
+class _NotAPost:
+    """A retry handler for what is safe to send again: never a ``chat.postMessage`` that may have been
+    posted (a server or connection error after the request left); the delivery looks for it first."""
+
+    def _can_retry(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+        if str(getattr(request, "url", "")).rstrip("/").endswith("/chat.postMessage"):
+            return False
+        return super()._can_retry(state=state, request=request, response=response, error=error)  # type: ignore[misc]
+
+
+class UnpostedConnectionErrorRetryHandler(_NotAPost, ConnectionErrorRetryHandler):
+    """slack-sdk's connection-error retries, except for ``chat.postMessage``."""
+
+
+class UnpostedServerErrorRetryHandler(_NotAPost, ServerErrorRetryHandler):
+    """slack-sdk's 500/503 retries, except for ``chat.postMessage``."""
+
+
 def retry_handlers(interval: RetryIntervalCalculator | None = None, *,
                    max_wait: float = MAX_INLINE_WAIT) -> list[RetryHandler]:
-    """slack-sdk's retry handlers: connection errors, 429 (``Retry-After``), 500/503."""
+    """slack-sdk's retry handlers: connection errors and 500/503 (not for ``chat.postMessage``: Slack may
+    have posted it), 429 (``Retry-After``: Slack did not act, so every method)."""
     interval = interval or BackoffRetryIntervalCalculator(backoff_factor=0.5)
-    return [ConnectionErrorRetryHandler(max_retry_count=2, interval_calculator=interval),
+    return [UnpostedConnectionErrorRetryHandler(max_retry_count=2, interval_calculator=interval),
             BoundedRateLimitRetryHandler(max_retry_count=3, max_wait=max_wait),
-            ServerErrorRetryHandler(max_retry_count=2, interval_calculator=interval)]
+            UnpostedServerErrorRetryHandler(max_retry_count=2, interval_calculator=interval)]
 
 
 def make_client(settings: SlackSettings, *, retry_interval: float | None = None,
@@ -248,6 +274,7 @@ class Notifier:
         self.give_up_after, self.backoff_base, self.backoff_cap = give_up_after, backoff_base, backoff_cap
         self.mutex_wait = mutex_wait
         self._client = client
+        self._channel_ids: dict[str, str] = {}     # channel name → id, as Slack listed it
         self.tasks = _tasks_for(queue.huey)
         self.tasks.notifier = self
 
@@ -378,7 +405,8 @@ class Notifier:
         for item in pending:
             event = SlackEvent.from_json(item.payload)
             try:
-                ts, _ = self._post(item.channel, detail_message(event, self.prominent))
+                ts, _ = self._post_once(f"slack-post:{item.id}", item.channel, detail_message(event, self.prominent),
+                                        after=self.store.slack_last_ts((item.repo, None, item.channel)))
             except Refused as exc:
                 self.store.slack_mark_failed(item.id, str(exc))
                 failed += 1
@@ -402,8 +430,9 @@ class Notifier:
                 except Refused as exc:
                     return self._refuse_all(pending, exc)
             try:
-                ts, _ = self._post(thread.channel_id or channel, detail_message(event, self.prominent),
-                                   thread_ts=thread.thread_ts)
+                ts, _ = self._post_once(f"slack-post:{item.id}", thread.channel_id or channel,
+                                        detail_message(event, self.prominent), thread_ts=thread.thread_ts,
+                                        after=self.store.slack_last_ts(group) or thread.thread_ts)
             except Refused as exc:
                 self.store.slack_mark_failed(item.id, str(exc))
                 self.store.slack_save_thread(repo, pr_number, channel, summary=summary)
@@ -418,7 +447,7 @@ class Notifier:
         """Post the summary as the thread's first message and keep its ``ts``."""
         repo, pr_number, channel = group
         message = summary_message(summary)
-        ts, channel_id = self._post(channel, message)
+        ts, channel_id = self._post_once(f"slack-open:{repo}#{pr_number}@{channel}", channel, message)
         return self.store.slack_save_thread(repo, pr_number, channel, summary=summary, channel_id=channel_id,
                                             thread_ts=ts, summary_hash=message.digest())
 
@@ -443,6 +472,57 @@ class Notifier:
         for item in pending:
             self.store.slack_mark_failed(item.id, str(exc))
         return DeliveryResult(failed=len(pending))
+
+    def _post_once(self, attempt: str, channel: str, message: Message, *, thread_ts: str | None = None,
+                   after: str | None = None) -> tuple[str, str]:
+        """:meth:`_post`, unless an earlier ``attempt`` posted the message already (its answer lost): then
+        the message found in the thread (or the channel) after ``after`` is taken instead."""
+        once = getattr(self.store, "once", None)
+        if once is not None and not once(attempt):
+            found = self._find_posted(channel, message.text, thread_ts=thread_ts, after=after)
+            if found is not None:
+                log.info("slack: %s was posted by an earlier attempt (%s)", attempt, found[0])
+                return found
+        return self._post(channel, message, thread_ts=thread_ts)
+
+    def _find_posted(self, channel: str, text: str, *, thread_ts: str | None,
+                     after: str | None) -> tuple[str, str] | None:
+        """(ts, channel id) of a message with ``text`` posted after ``after``: a reply of ``thread_ts``, or a
+        message of the channel; None when there is none."""
+        channel_id = self._channel_id(channel)
+        if channel_id is None:
+            log.warning("slack: channel %s not found; %r may be posted twice", channel, text[:80])
+            return None
+        window = {"oldest": after} if after else {}
+        if thread_ts:
+            answer = self._call(self.client.conversations_replies, channel=channel_id, ts=thread_ts, limit=200,
+                                **window)
+            messages = [m for m in answer.get("messages") or [] if m.get("ts") != thread_ts]
+        else:
+            answer = self._call(self.client.conversations_history, channel=channel_id, limit=100, **window)
+            messages = answer.get("messages") or []
+        for found in messages:
+            if found.get("text") == text and (after is None or float(found["ts"]) > float(after)):
+                return str(found["ts"]), channel_id
+        return None
+
+    def _channel_id(self, channel: str) -> str | None:
+        """The id of a routed channel (``#name``, ``name`` or an id): as given, remembered, or listed."""
+        if channel[:1] in ("C", "G") and channel[1:].isalnum() and channel.isupper():
+            return channel
+        name = channel.lstrip("#")
+        known = self._channel_ids.get(name) or self.store.slack_channel_id(channel)
+        if known:
+            return known
+        cursor = None
+        while True:
+            answer = self._call(self.client.conversations_list, types="public_channel,private_channel",
+                                exclude_archived=True, limit=200, **({"cursor": cursor} if cursor else {}))
+            for found in answer.get("channels") or []:
+                self._channel_ids[found.get("name", "")] = found["id"]
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+            if name in self._channel_ids or not cursor:
+                return self._channel_ids.get(name)
 
     def _post(self, channel: str, message: Message, *, thread_ts: str | None = None) -> tuple[str, str]:
         """``chat.postMessage``; (ts, channel id)."""

@@ -8,6 +8,8 @@
     store.finish(claim) / store.fail(claim, "boom", max_attempts=5)
     store.reclaim_expired(max_attempts=5)                # ids to enqueue again
     store.once("comment:owner/repo#7:abc123")            # at-most-once effect reservation
+    store.commit_once("deploy:…", lambda: ...)           # store writes and their record, in one transaction
+    with store.atomic(): ...                             # several calls, one transaction (no network inside)
     with store.mutex("pr:owner/repo#7"): ...             # serialise work on one thing across workers
     store.take_lock(repo, model, env, pr_number=7, ...)  # model/environment locks held by a PR
     store.create_rollout(NewRollout(...), now=...)       # rollouts and their event log (modelherd.rollout)
@@ -15,6 +17,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -54,6 +57,7 @@ class Store(EventsRepo, EffectsRepo, LocksRepo, RolloutsRepo, PullsRepo, PinsRep
         self.engine = engine
         self.clock = clock
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._atomic = threading.local()       # the session of the atomic block this thread is in
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = utcnow, **engine_kwargs: Any) -> Store:
@@ -64,8 +68,29 @@ class Store(EventsRepo, EffectsRepo, LocksRepo, RolloutsRepo, PullsRepo, PinsRep
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
+        shared = getattr(self._atomic, "session", None)
+        if shared is not None:                  # inside atomic(): the block's transaction
+            yield shared
+            return
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Make every store call of this thread inside the block one transaction: all of their writes
+        commit together when the block ends, or none does when it raises.
+
+        Store calls only: no network, no :meth:`mutex` inside (on SQLite the transaction holds the
+        write lock from its start). Nested blocks join the outer one."""
+        if getattr(self._atomic, "session", None) is not None:
+            yield
+            return
+        with self._sessions.begin() as session:
+            self._atomic.session = session
+            try:
+                yield
+            finally:
+                self._atomic.session = None
 
     def _conn(self) -> Any:
         """A Core connection in a transaction (hot paths that need no ORM)."""

@@ -14,16 +14,24 @@ The engine (:mod:`modelherd.rollout`) owns the rules; this module owns the stora
   ``pending`` (:meth:`RolloutsRepo.start_rollout_row` returns False).
 - **Wake-ups.** A rollout reaching a final state sets ``next_check_at = now`` on the pending rollouts
   that wait for it and returns their ids, for the caller to enqueue.
+- **Started once.** A rollout created with an ``idempotency_key`` (what started it: the delivery and
+  command, or the merge, with the model and environment) is unique per repository:
+  :meth:`RolloutsRepo.create_rollout` returns the existing rollout of that key instead of inserting
+  another, so a retried job finds the rollout it already started.
+- **Published.** ``reported`` is the ``state:step`` last published to the forge
+  (:mod:`modelherd.progress`); :meth:`RolloutsRepo.unreported_rollouts` lists those whose publication
+  failed, for the sweep to publish again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    Boolean, ForeignKey, Index, Integer, String, Text, and_, or_, select, text, update,
+    Boolean, ForeignKey, Index, Integer, String, Text, and_, cast, or_, select, text, update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -84,9 +92,12 @@ class Rollout(Base):
     error: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[list[str]] = mapped_column(JSONType)
     transitions: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reported: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         Index("ix_rollouts_repo_model_environment", "repo", "model", "environment"),
+        Index("uq_rollouts_repo_idempotency_key", "repo", "idempotency_key", unique=True),
         Index("ix_rollouts_state_next_check_at", "state", "next_check_at"),
         Index("uq_rollouts_active", "repo", "model", "environment", unique=True,
               sqlite_where=text(_ACTIVE_SQL), postgresql_where=text(_ACTIVE_SQL)),
@@ -178,6 +189,8 @@ class RolloutRecord:
     notes: list[str] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
     action: str = DEPLOY
+    idempotency_key: str | None = None
+    reported: str | None = None
 
     @classmethod
     def of(cls, row: Rollout) -> RolloutRecord:
@@ -200,6 +213,11 @@ class RolloutRecord:
     def decommission(self) -> bool:
         """This rollout removes the model from the environment (its manifest was deleted)."""
         return self.action == DECOMMISSION
+
+    @property
+    def publication(self) -> str:
+        """What :mod:`modelherd.progress` publishes of this rollout: ``state:step`` (see ``reported``)."""
+        return f"{self.state}:{self.current_step}"
 
 
 @dataclass(frozen=True)
@@ -228,6 +246,7 @@ class NewRollout:
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
     action: str = DEPLOY
+    idempotency_key: str | None = None     # what started it (see the module docstring); None: no key
 
 
 @dataclass(frozen=True)
@@ -248,8 +267,15 @@ class RolloutsRepo:
 
     # -- creation and reads ------------------------------------------------------------------------
     def create_rollout(self, new: NewRollout, *, now: datetime) -> RolloutRecord:
-        """Insert a pending rollout, queued behind the newest unfinished rollout of the same key."""
+        """Insert a pending rollout, queued behind the newest unfinished rollout of the same key.
+
+        With ``new.idempotency_key``, the rollout already created under that key (in ``new.repo``) is
+        returned instead, whatever its state: it was started by the same delivery."""
         with self._tx() as s:
+            if new.idempotency_key is not None:
+                found = _by_key(s, new.repo, new.idempotency_key)
+                if found is not None:
+                    return RolloutRecord.of(found)
             ahead = s.execute(select(Rollout.id).where(*_same_key(new.repo, new.model, new.environment),
                                                        Rollout.state.not_in(FINAL_STATES))
                               .order_by(Rollout.id.desc()).limit(1)).scalar_one_or_none()
@@ -257,6 +283,8 @@ class RolloutsRepo:
                           state="pending", current_step=0, waits_for=ahead, created_at=now, next_check_at=now,
                           restored=False, transitions=[{"state": "pending", "step": None, "at": now.isoformat()}])
             row.notes = list(new.notes)
+            if new.idempotency_key is not None:
+                row.idempotency_key = bounded_key(new.idempotency_key)
             s.add(row)
             s.flush()
             _event(s, row, now, "transition", "state", message="created" + (f", waits for #{ahead}" if ahead else ""))
@@ -266,6 +294,30 @@ class RolloutsRepo:
         with self._tx() as s:
             row = s.get(Rollout, rollout_id)
             return RolloutRecord.of(row) if row else None
+
+    def rollout_by_key(self, repo: str, idempotency_key: str) -> RolloutRecord | None:
+        """The rollout ``repo`` created under ``idempotency_key``, if any."""
+        with self._tx() as s:
+            row = _by_key(s, repo, idempotency_key)
+            return RolloutRecord.of(row) if row else None
+
+    def mark_reported(self, rollout_id: int, publication: str) -> None:
+        """Remember that ``publication`` (``state:step``) of the rollout reached the forge."""
+        with self._tx() as s:
+            s.execute(update(Rollout).where(Rollout.id == rollout_id).values(reported=publication)
+                      .execution_options(synchronize_session=False))
+
+    def unreported_rollouts(self, states: tuple[str, ...], *, finished_after: datetime,
+                            limit: int = 200) -> list[int]:
+        """Rollouts in ``states`` whose current ``state:step`` was not published (oldest first), unless
+        they finished before ``finished_after`` (given up on)."""
+        published = Rollout.state + ":" + cast(Rollout.current_step, String)
+        with self._tx() as s:
+            return list(s.execute(
+                select(Rollout.id).where(Rollout.state.in_(states),
+                                         or_(Rollout.reported.is_(None), Rollout.reported != published),
+                                         or_(Rollout.finished_at.is_(None), Rollout.finished_at > finished_after))
+                .order_by(Rollout.id).limit(limit)).scalars())
 
     def rollout_events(self, rollout_id: int) -> list[RolloutEventRecord]:
         """The rollout's log, oldest first."""
@@ -455,6 +507,17 @@ class RolloutsRepo:
     # provided by Store
     def _tx(self) -> Any:  # pragma: no cover
         raise NotImplementedError
+
+
+def bounded_key(key: str) -> str:
+    """``key`` as stored: keys longer than the column are replaced by their SHA-256 (hex)."""
+    return key if len(key) <= 255 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def _by_key(s: Session, repo: str, idempotency_key: str) -> Rollout | None:
+    key = bounded_key(idempotency_key)
+    return s.execute(select(Rollout).where(Rollout.repo == repo, Rollout.idempotency_key == key)
+                     ).scalar_one_or_none()
 
 
 def _same_key(repo: str, model: str, environment: str) -> tuple[Any, ...]:

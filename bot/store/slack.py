@@ -211,6 +211,20 @@ class SlackRepo:
                              .order_by(func.min(SlackMessage.id)))
             return [(r.repo, r.pr_number, r.channel) for r in rows]
 
+    def slack_last_ts(self, group: Group) -> str | None:
+        """The ``ts`` of the group's newest message recorded as sent (what an unknown one comes after)."""
+        with self._tx() as s:
+            return s.execute(select(SlackMessage.ts).where(_same_group(*group), SlackMessage.state == SENT,
+                                                           SlackMessage.ts.is_not(None))
+                             .order_by(SlackMessage.id.desc()).limit(1)).scalar_one_or_none()
+
+    def slack_channel_id(self, channel: str) -> str | None:
+        """The id Slack answered for ``channel`` (as routed) in a thread opened there, if any."""
+        with self._tx() as s:
+            return s.execute(select(SlackThread.channel_id).where(SlackThread.channel == channel,
+                                                                  SlackThread.channel_id.is_not(None))
+                             .limit(1)).scalar_one_or_none()
+
     # -- threads -------------------------------------------------------------------------------------
     def slack_thread(self, repo: str, pr_number: int, channel: str) -> ThreadRecord | None:
         with self._tx() as s:
@@ -271,6 +285,9 @@ class SlackStore(SlackRepo):
 
     def mutex(self, key: str, **kwargs: Any) -> Any:
         return self.store.mutex(key, **kwargs)
+
+    def once(self, key: str) -> bool:
+        return self.store.once(key)
 
 
 def slack_repo(store: Any) -> SlackRepo:

@@ -320,6 +320,7 @@ class Call:
     seconds: float
     host: str = ""  # the Host the request was sent to
     authorization: str | None = None  # its Authorization header (archive downloads record it)
+    hold: Any = None  # a Hold keeping this call's answer back (hold_next)
 
     @property
     def is_write(self) -> bool:
@@ -432,10 +433,29 @@ class RateLimiter:
 
 @dataclass
 class Fault:
-    status: int
+    status: int | None            # None: answer as usual (a hold only)
     retry_after: int | None
     reset_in: int | None
     match: Callable[[str, str], bool] | None
+    applied: bool = False         # carry the request out, then answer ``status`` (the answer was lost)
+    hold: Hold | None = None      # carry it out, then keep the answer until released
+
+
+@dataclass
+class Hold:
+    """A request carried out whose answer is held back (``FakeGitHub.hold_next``): ``reached`` is set
+    once it was carried out; the answer leaves when ``release()`` is called (or after ``timeout``)."""
+
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    timeout: float = 60.0
+
+    def release(self) -> None:
+        self.released.set()
+
+    def wait_released(self) -> None:
+        self.reached.set()
+        self.released.wait(self.timeout)
 
 
 class Faults:
@@ -457,6 +477,7 @@ class Faults:
         return len(self._queue)
 
     def answer(self, fault: Fault, rate: RateLimiter) -> tuple[int, dict[str, Any], dict[str, str]]:
+        assert fault.status is not None
         headers: dict[str, str] = {}
         if fault.status == 429 or (fault.status == 403 and fault.reset_in is not None):
             rate.exhaust(fault.reset_in if fault.reset_in is not None else 60)
@@ -1445,8 +1466,13 @@ class FakeGitHub(LocalServer):
     # -- fault injection --------------------------------------------------------------------------
 
     def fail_next(self, n: int = 1, status: int = 502, *, retry_after: int | None = None,
-                  reset_in: int | None = None, match: Callable[[str, str], bool] | None = None) -> None:
+                  reset_in: int | None = None, match: Callable[[str, str], bool] | None = None,
+                  applied: bool = False) -> None:
         """Answer the next ``n`` calls (those ``match(method, path)`` accepts) with ``status``.
+
+        ``applied``: carry the call out first, then answer ``status`` — the write happened but its
+        answer was lost (a gateway's 502 or 504 after GitHub acted, a client timeout), so the client
+        cannot tell it from a failure.
 
         ``502``/``500``/``503``: a server error (``Retry-After`` when given). ``403``: a secondary
         rate limit with ``Retry-After`` (default 1 s); with ``reset_in`` a primary limit instead.
@@ -1454,7 +1480,16 @@ class FakeGitHub(LocalServer):
         ``reset_in`` s, default 60).
         """
         with self.lock:
-            self.faults.add(n, Fault(status, retry_after, reset_in, match))
+            self.faults.add(n, Fault(status, retry_after, reset_in, match, applied=applied))
+
+    def hold_next(self, match: Callable[[str, str], bool]) -> Hold:
+        """Carry out the next call ``match(method, path)`` accepts, then hold its answer until the
+        returned :class:`Hold` is released: the client waits, as a worker killed before it heard
+        the answer (``hold.reached`` is set once the call was carried out)."""
+        hold = Hold()
+        with self.lock:
+            self.faults.add(1, Fault(None, None, None, match, hold=hold))
+        return hold
 
     # -- test-side state helpers ------------------------------------------------------------------
 
@@ -1678,6 +1713,8 @@ class FakeGitHub(LocalServer):
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
         call.seconds = time.perf_counter() - started
+        if call.hold is not None:
+            call.hold.wait_released()
         return response(environ, start_response)
 
     def _handle(self, request: Request) -> tuple[Call, Response]:
@@ -1764,8 +1801,17 @@ class FakeGitHub(LocalServer):
             self.violations.append(f"{method} {path}: {route.template} is described but FakeGitHub does not serve it")
             return 501, {"message": "Not implemented by FakeGitHub", "documentation_url": DOCS}, {}
         fault = self.faults.take(method, path)
-        if fault is not None:
+        if fault is not None and not (fault.applied or fault.hold):
             return self.faults.answer(fault, self.rate)
+        if fault is not None:
+            call.hold = fault.hold
+        answered = self._carry_out(request, method, path, route, handler, call)
+        if fault is not None and fault.applied:
+            return self.faults.answer(fault, self.rate)      # done, but the client hears a failure
+        return answered
+
+    def _carry_out(self, request: Request, method: str, path: str, route: Any, handler: str,
+                   call: Call) -> tuple[int, Any, dict[str, str]]:
         try:
             ctx = self._context(request, method, path, route.params, call)
             self._check_permissions(ctx, route.template)

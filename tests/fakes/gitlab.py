@@ -375,6 +375,7 @@ class Fault:
     status: int
     retry_after: int | None
     match: Callable[[str, str], bool] | None
+    applied: bool = False         # carry the request out, then answer ``status`` (the answer was lost)
 
 
 class Faults:
@@ -1274,11 +1275,13 @@ class FakeGitLab(LocalServer):
             self.calls.clear()
 
     def fail_next(self, n: int = 1, status: int = 502, *, retry_after: int | None = None,
-                  match: Callable[[str, str], bool] | None = None) -> None:
+                  match: Callable[[str, str], bool] | None = None, applied: bool = False) -> None:
         """Answer the next ``n`` calls (those ``match(method, path)`` accepts) with ``status``:
-        5xx a server error (``Retry-After`` when given), 429 a rate limit (``Retry-After``, default 1 s)."""
+        5xx a server error (``Retry-After`` when given), 429 a rate limit (``Retry-After``, default 1 s).
+        ``applied``: carry the call out first, then answer ``status`` — the write happened but its answer
+        was lost (a proxy's 502 after GitLab acted, a client timeout)."""
         with self.lock:
-            self.faults.add(n, Fault(status, retry_after, match))
+            self.faults.add(n, Fault(status, retry_after, match, applied=applied))
 
     # -- test-side state helpers ------------------------------------------------------------------
 
@@ -1492,8 +1495,15 @@ class FakeGitLab(LocalServer):
             self.violations.append(f"{method} {raw_path}: {route.template} is described but FakeGitLab does not serve it")
             return 501, {"message": "501 Not implemented by FakeGitLab"}, {}
         fault = self.faults.take(method, raw_path)
-        if fault is not None:
+        if fault is not None and not fault.applied:
             return self.faults.answer(fault)
+        answered = self._carry_out(request, call, method, raw_path, route, handler)
+        if fault is not None:
+            return self.faults.answer(fault)                  # done, but the client hears a failure
+        return answered
+
+    def _carry_out(self, request: Request, call: Call, method: str, raw_path: str, route: Any,
+                   handler: str) -> tuple[int, Any, dict]:
         params = {name: unquote(value) for name, value in route.params.items()}
         try:
             user = self._authenticate(request)

@@ -20,7 +20,11 @@ Responses are validated against the method's success or error schema.
 On top of the description the fake enforces what Slack documents in prose: text or blocks, Block Kit
 limits (50 blocks, 3000 characters of section text, 10 context elements), an existing channel, an
 existing parent for ``thread_ts`` (a top-level message: a reply's ``ts`` is refused), an existing message
-for ``chat.update``, ``reply_broadcast`` only in a thread.
+for ``chat.update``, ``reply_broadcast`` only in a thread, a channel *id* (not a name) for
+``conversations.history`` and ``conversations.replies``.
+
+One correction of the description (:data:`CORRECTIONS`): ``conversations.history`` of an empty channel
+answers ``"messages": []``, which the description's ``minItems: 1`` would refuse.
 
 Scopes, as Slack enforces them for a bot token: the token holds the bot scopes of the Slack app
 manifest the README tells users to create (``deploy/slack-app-manifest.yaml``, read at test time), and
@@ -38,7 +42,8 @@ member of every channel of the fake unless told otherwise (``joined``), as after
 
 Faults: :meth:`FakeSlack.rate_limit` answers the next calls 429 with ``Retry-After``;
 :meth:`FakeSlack.outage` answers 503 (or :meth:`FakeSlack.down` as a context manager) until
-:meth:`FakeSlack.recover`.
+:meth:`FakeSlack.recover`; :meth:`FakeSlack.lose_next` carries a call out and answers 500 anyway (the
+answer was lost: the client cannot tell whether the message was posted).
 
 Pytest: the ``fake_slack`` fixture here (register with ``pytest_plugins = ["tests.fakes.slack"]``);
 its teardown fails the test when a call broke the description.
@@ -67,7 +72,8 @@ from werkzeug.wrappers import Request, Response
 from tests.fakes.http import QuietHandler
 
 SPEC_FILE = ("slack", "slack_web_openapi_v2.json.gz")
-SERVED = ("chat.postMessage", "chat.update", "conversations.info")
+SERVED = ("chat.postMessage", "chat.update", "conversations.info", "conversations.list", "conversations.history",
+          "conversations.replies")
 DEFAULT_CHANNELS = {"C0DEPLOYS1": "deploys", "C0PRODOPS1": "prod-deploys", "C0STAGING1": "staging-deploys",
                     "C0RISKML01": "risk-ml", "C0DRIFT001": "model-drift"}
 TEAM_ID, BOT_ID, BOT_USER = "T0FAKETEAM", "B0FAKEBOT1", "U0FAKEBOT1"
@@ -107,10 +113,23 @@ def scope_error_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
 
 @functools.cache
 def load_slack_description() -> dict[str, Any]:
-    """Slack's Web API description (parsed once per process; don't mutate)."""
+    """Slack's Web API description with :data:`CORRECTIONS` applied (parsed once per process; don't mutate)."""
     from tests.contracts import contract_text
 
-    return json.loads(contract_text(*SPEC_FILE))
+    spec = json.loads(contract_text(*SPEC_FILE))
+    for correct in CORRECTIONS:
+        correct(spec)
+    return spec
+
+
+def _empty_history_is_a_list(spec: dict[str, Any]) -> None:
+    """``conversations.history`` of a channel with no messages answers ``"messages": []``."""
+    schema = spec["paths"]["/conversations.history"]["get"]["responses"]["200"]["schema"]
+    schema["properties"]["messages"].pop("minItems", None)
+
+
+#: Where Slack answers what its (2020) description refuses.
+CORRECTIONS = (_empty_history_is_a_list,)
 
 
 # ==================================================================================================
@@ -155,6 +174,8 @@ class SwaggerMethodValidator:
                 out[name] = self._COERCE["boolean"].get(value.lower(), value)
             elif kind == "integer" and value.lstrip("-").isdigit():
                 out[name] = int(value)
+            elif kind == "number" and value.replace(".", "", 1).lstrip("-").isdigit():
+                out[name] = float(value)
             else:
                 out[name] = value
         return out
@@ -268,6 +289,12 @@ class SlackState:
                 return cid
         raise SlackError("channel_not_found")
 
+    def channel_by_id(self, channel: str) -> str:
+        """Methods of ``conversations.*`` take a channel id, never a name: ``channel_not_found``."""
+        if channel not in self.channels:
+            raise SlackError("channel_not_found")
+        return channel
+
     def find(self, channel_id: str, ts: str) -> Posted | None:
         return next((m for m in self.messages if m.channel == channel_id and m.ts == ts), None)
 
@@ -304,6 +331,16 @@ class SlackState:
             if "blocks" in args:
                 message.blocks = blocks
             return message
+
+
+def _after(ts: str, oldest: Any) -> bool:
+    """Whether a message's ``ts`` is after ``oldest`` (exclusive, as Slack's default); no ``oldest``: yes."""
+    return oldest is None or float(ts) > float(oldest)
+
+
+def _ts_text(value: Any) -> str:
+    """A ``ts`` as Slack writes it (the description types it a number: a form sends its text)."""
+    return f"{value:.6f}" if isinstance(value, float) else str(value)
 
 
 def _blocks(value: Any) -> list[dict[str, Any]] | None:
@@ -353,6 +390,7 @@ class FakeSlack:
         self.response_errors: list[str] = []
         self._rate_limited: list[int] = []        # Retry-After of the next 429 answers
         self._outage: int | None = 0              # 503 answers left; None: until recover()
+        self._lost: list[tuple[int, Any]] = []    # (status, match) of calls carried out, then answered so
         self._lock = threading.Lock()
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-slack", daemon=True)
@@ -389,7 +427,14 @@ class FakeSlack:
 
     def recover(self) -> None:
         with self._lock:
-            self._outage, self._rate_limited = 0, []
+            self._outage, self._rate_limited, self._lost = 0, [], []
+
+    def lose_next(self, n: int = 1, status: int = 500, *, match: Any = None) -> None:
+        """Carry out the next ``n`` calls ``match(method, args)`` accepts (default: every
+        ``chat.postMessage``), then answer ``status`` with no JSON: Slack acted, its answer was lost."""
+        match = match or (lambda method, _args: method == "chat.postMessage")
+        with self._lock:
+            self._lost.extend([(status, match)] * n)
 
     @contextmanager
     def down(self) -> Iterator[None]:
@@ -457,17 +502,30 @@ class FakeSlack:
             if errors:
                 self.violations.extend(errors)
                 raise SlackError("invalid_arguments")
+            lost = self._take_lost(method, args)
             self._authorize(method, args)
             status, body = 200, self._dispatch(method, args)
         except SlackError as exc:
             status, body = exc.status, {"ok": False, "error": exc.code, **exc.fields}
+            lost = None
         if method in self.validators:
             self.response_errors.extend(self.validators[method].validate_response(status, body))
+        if lost is not None:                      # done, but the client hears a failure
+            self.calls.append(Call(method, lost, False, "lost", args))
+            return lost, "upstream request timeout", {}
         self.calls.append(Call(method, status, bool(body.get("ok")), body.get("error"), args))
         headers = {"X-OAuth-Scopes": ",".join(self.scopes)}
         if method in self.method_scopes:
             headers["X-Accepted-OAuth-Scopes"] = ",".join(self.method_scopes[method])
         return status, body, headers
+
+    def _take_lost(self, method: str, args: Mapping[str, Any]) -> int | None:
+        with self._lock:
+            for index, (status, match) in enumerate(self._lost):
+                if match(method, args):
+                    del self._lost[index]
+                    return status
+        return None
 
     def _fault(self) -> tuple[int, Any, dict[str, str]] | None:
         with self._lock:
@@ -522,9 +580,35 @@ class FakeSlack:
             message = self.state.update(args)
             return {"ok": True, "channel": message.channel, "ts": message.ts, "text": message.text or "",
                     "message": {"text": message.text or ""}}
+        if method == "conversations.list":
+            return {"ok": True, "channels": [self._channel_object(cid) for cid in self.state.channels],
+                    "response_metadata": {"next_cursor": ""}}
+        if method == "conversations.history":
+            channel = self.state.channel_by_id(str(args.get("channel", "")))
+            tops = [m for m in reversed(self.state.messages) if m.channel == channel and not m.is_reply
+                    and _after(m.ts, args.get("oldest"))]
+            limit = int(args.get("limit") or 100)
+            return {"ok": True, "messages": [self._message_object(m) for m in tops[:limit]],
+                    "has_more": len(tops) > limit, "pin_count": 0, "channel_actions_ts": None,
+                    "channel_actions_count": 0}
+        if method == "conversations.replies":
+            channel = self.state.channel_by_id(str(args.get("channel", "")))
+            parent = self.state.find(channel, _ts_text(args.get("ts")))
+            if parent is None:
+                raise SlackError("thread_not_found")
+            replies = [m for m in self.state.messages if m.channel == channel and m.thread_ts == parent.ts
+                       and _after(m.ts, args.get("oldest"))]
+            head = {"type": "message", "user": BOT_USER, "text": parent.text or "", "ts": parent.ts,
+                    "thread_ts": parent.ts, "reply_count": len(replies), "subscribed": False}
+            return {"ok": True, "messages": [head, *({"type": "message", "user": BOT_USER, "text": m.text or "",
+                                                      "ts": m.ts, "thread_ts": parent.ts, "parent_user_id": BOT_USER}
+                                                     for m in replies)]}
         cid = self.state.channel_id(str(args.get("channel", "")))
-        return {"ok": True, "channel": {"id": cid, "name": self.state.channels[cid], "is_channel": True,
-                                        "created": 1700000000, "creator": BOT_USER}}
+        return {"ok": True, "channel": self._channel_object(cid)}
+
+    def _channel_object(self, cid: str) -> dict[str, Any]:
+        return {"id": cid, "name": self.state.channels[cid], "is_channel": True, "created": 1700000000,
+                "creator": BOT_USER}
 
     @staticmethod
     def _message_object(message: Posted) -> dict[str, Any]:
