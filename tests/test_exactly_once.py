@@ -37,7 +37,7 @@ import pytest
 from modelherd.comment import MARKER
 from modelherd.github_auth import ClientOptions
 from modelherd.registry.memory import InMemoryRegistry
-from tests.fakes.gitlab import DEVELOPER, REPORTER
+from tests.fakes.gitlab import DEVELOPER, GUEST, REPORTER
 from tests.github_app import GitHubApp
 from tests.gitlab_app import GitLabApp
 from tests.test_forges_e2e import CLUSTERS, PASSED, _files
@@ -184,6 +184,7 @@ def make_run(kind: str, fake: Any, folder: Path, name: str) -> Run:
     else:
         app = GitLabApp(fake, folder, registry, project=f"acme/{name}", clusters=CLUSTERS, files=_files())
         fake.add_group_member("acme/risk-ml", "bob")
+        fake.add_group_member("acme/risk-ml", fake.bot_username, GUEST)  # private: the bot must be in it to see it
         for user in ("alice", "bob"):
             fake.set_access_level(app.repo, user, DEVELOPER)
         fake.set_access_level(app.repo, "mallory", REPORTER)

@@ -545,22 +545,32 @@ def test_decommission_is_announced(slack_store: Store, queue: JobQueue, fake_sla
 def test_the_bot_token_holds_the_scopes_of_the_slack_app_manifest() -> None:
     from tests.fakes.slack import FakeSlack, bot_scopes, load_slack_description, manifest_bot_scopes
 
-    assert manifest_bot_scopes() == ["chat:write"]
+    scopes = ["chat:write", "channels:history", "channels:read", "groups:history", "groups:read"]
+    assert manifest_bot_scopes() == scopes
     spec = load_slack_description()
     assert bot_scopes(spec, "chat.postMessage") == bot_scopes(spec, "chat.update") == ["chat:write"]
-    assert FakeSlack().scopes == ["chat:write"]
+    assert FakeSlack().scopes == scopes
 
 
-def test_every_scope_of_the_manifest_is_used(store: Store, queue: JobQueue, fake_slack: FakeSlack) -> None:
+def test_every_scope_of_the_manifest_is_used(slack_store: Store, queue: JobQueue, fake_slack: FakeSlack,
+                                             clock: Clock) -> None:
     """The notifier's calls need every bot scope the manifest asks for, and nothing else (a method
-    needing another scope would be answered missing_scope, and the message marked failed)."""
-    notifier = make_notifier(store, queue, fake_slack)
-    for key, kind in [("plan", Kind.PLAN_READY), ("start", Kind.DEPLOY_STARTED), ("done", Kind.DEPLOY_SUCCEEDED)]:
-        notifier.notify(event(kind, key))
-        queue.drain()
-    assert all(c.ok for c in fake_slack.calls), fake_slack.calls
-    used = {scope for c in fake_slack.calls for scope in fake_slack.method_scopes[c.method]}
-    assert set(fake_slack.scopes) <= used
+    needing another scope would be answered missing_scope, and the message marked failed): posting and
+    editing (chat:write), and after a post whose answer was lost, finding it in a public channel
+    (channels:*) and in a private one (groups:*) before posting again."""
+    for channel in ("#deploys", "#ml-private"):
+        notifier = make_notifier(slack_store, queue, fake_slack,
+                                 settings=settings_for(fake_slack, default_channel=channel))
+        for key, kind in [("plan", Kind.PLAN_READY), ("start", Kind.DEPLOY_STARTED), ("done", Kind.DEPLOY_SUCCEEDED)]:
+            if kind is not Kind.DEPLOY_SUCCEEDED:
+                fake_slack.lose_next()                      # posted, but the answer is lost: look before posting
+            notifier.notify(event(kind, f"{channel}:{key}", pr_number=PR + len(channel)))
+            queue.drain()
+            clock.advance(31)                               # the retry's backoff is over
+            run_scheduled(queue)
+    assert [c for c in fake_slack.calls if not c.ok and c.error != "lost"] == []
+    assert fake_slack.scopes_used == set(fake_slack.scopes)
+    assert len({(m.channel, m.text) for m in fake_slack.messages}) == len(fake_slack.messages)   # none twice
 
 
 def test_a_token_without_chat_write_is_refused_with_slacks_missing_scope(slack_store: Store, queue: JobQueue) -> None:
@@ -600,3 +610,20 @@ def test_a_channel_the_bot_was_not_invited_to_is_refused(slack_store: Store, que
         queue.drain()
         assert [m.channel for m in fake.messages] == ["C0DEPLOYS1", "C0DEPLOYS1"]    # the summary, the detail
         fake.assert_clean()
+
+
+def test_an_app_without_the_history_scopes_still_delivers_after_a_lost_answer(slack_store: Store, queue: JobQueue,
+                                                                              clock: Clock) -> None:
+    """An app created with chat:write alone (before the look-up needed more) cannot look for a message whose
+    answer was lost: it posts again rather than dropping the message."""
+    from tests.fakes.slack import FakeSlack
+
+    with FakeSlack(scopes=["chat:write"]) as fake:
+        notifier = make_notifier(slack_store, queue, fake)
+        fake.lose_next()
+        notifier.notify(event(Kind.DEPLOY_STARTED, "a"))
+        queue.drain()
+        clock.advance(31)
+        run_scheduled(queue)
+        assert {m.state for m in slack_repo(slack_store).slack_messages()} == {"sent"}
+        assert [c.error for c in fake.calls if not c.ok] == ["lost", "missing_scope"]

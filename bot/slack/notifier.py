@@ -479,11 +479,21 @@ class Notifier:
         the message found in the thread (or the channel) after ``after`` is taken instead."""
         once = getattr(self.store, "once", None)
         if once is not None and not once(attempt):
-            found = self._find_posted(channel, message.text, thread_ts=thread_ts, after=after)
+            try:
+                found = self._find_posted(channel, message.text, thread_ts=thread_ts, after=after)
+            except Refused as exc:       # e.g. an app without the history scopes: post rather than drop
+                log.warning("slack: cannot look for %s of an earlier attempt (%s); it may be posted twice",
+                            attempt, exc)
+                found = None
             if found is not None:
                 log.info("slack: %s was posted by an earlier attempt (%s)", attempt, found[0])
                 return found
-        return self._post(channel, message, thread_ts=thread_ts)
+        try:
+            return self._post(channel, message, thread_ts=thread_ts)
+        except Refused:                  # a definite answer: nothing was posted, a later attempt need not look
+            if once is not None:
+                self.store.forget_effect(attempt)
+            raise
 
     def _find_posted(self, channel: str, text: str, *, thread_ts: str | None,
                      after: str | None) -> tuple[str, str] | None:

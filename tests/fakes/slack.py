@@ -75,15 +75,21 @@ SPEC_FILE = ("slack", "slack_web_openapi_v2.json.gz")
 SERVED = ("chat.postMessage", "chat.update", "conversations.info", "conversations.list", "conversations.history",
           "conversations.replies")
 DEFAULT_CHANNELS = {"C0DEPLOYS1": "deploys", "C0PRODOPS1": "prod-deploys", "C0STAGING1": "staging-deploys",
-                    "C0RISKML01": "risk-ml", "C0DRIFT001": "model-drift"}
+                    "C0RISKML01": "risk-ml", "C0DRIFT001": "model-drift", "C0PRIVATE1": "ml-private"}
+DEFAULT_PRIVATE = frozenset({"C0PRIVATE1"})        # private channels (Slack: a bot sees them once invited)
 TEAM_ID, BOT_ID, BOT_USER = "T0FAKETEAM", "B0FAKEBOT1", "U0FAKEBOT1"
 MAX_BLOCKS, SECTION_TEXT, HEADER_TEXT, CONTEXT_ELEMENTS = 50, 3000, 150, 10
 SLACK_APP_MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "slack-app-manifest.yaml"
 #: The description's (pre-granular) scope names → the bot scope of a Slack app today; None: not a bot
 #: scope (a user token's).
 GRANULAR = {"chat:write:bot": "chat:write", "chat:write:user": None}
-#: conversations.info: the scope per kind of conversation (Slack's documentation of the method).
+#: conversations.info / .list: the scope per kind of conversation (Slack's documentation of the methods).
 CONVERSATION_SCOPES = {"public": "channels:read", "private": "groups:read", "im": "im:read", "mpim": "mpim:read"}
+#: conversations.history / .replies: the scope per kind of conversation.
+HISTORY_SCOPES = {"public": "channels:history", "private": "groups:history", "im": "im:history",
+                  "mpim": "mpim:history"}
+#: conversations.list ``types`` → the kind of conversation.
+LIST_TYPES = {"public_channel": "public", "private_channel": "private", "im": "im", "mpim": "mpim"}
 
 
 def manifest_bot_scopes(path: Path = SLACK_APP_MANIFEST) -> list[str]:
@@ -272,12 +278,18 @@ class SlackError(Exception):
 class SlackState:
     """Channels and their messages, with Slack's rules for posting, threading and updating."""
 
-    def __init__(self, channels: Mapping[str, str], joined: set[str] | None = None):
+    def __init__(self, channels: Mapping[str, str], joined: set[str] | None = None,
+                 private: frozenset[str] | set[str] = DEFAULT_PRIVATE):
         self.channels = dict(channels)            # id → name
         self.joined = set(self.channels) if joined is None else set(joined)   # where the bot is a member
+        self.private = set(private) & set(self.channels)
         self.messages: list[Posted] = []
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
+
+    def kind(self, channel_id: str) -> str:
+        """``private`` or ``public``: which scopes read the channel."""
+        return "private" if channel_id in self.private else "public"
 
     def channel_id(self, channel: str) -> str:
         """An id or ``#name`` / ``name`` → the id; ``channel_not_found`` otherwise."""
@@ -384,6 +396,7 @@ class FakeSlack:
         self.known_methods = {p.lstrip("/") for p in spec["paths"]}
         self.token = token
         self.scopes = list(manifest_bot_scopes() if scopes is None else scopes)
+        self.scopes_used: set[str] = set()       # the scopes that authorised a call
         self.state = SlackState(channels or DEFAULT_CHANNELS, joined)
         self.calls: list[Call] = []
         self.violations: list[str] = []
@@ -562,12 +575,25 @@ class FakeSlack:
     def _authorize(self, method: str, args: Mapping[str, Any]) -> None:
         """Slack's scope check for the bot token, then channel membership for posting."""
         accepted = self.method_scopes[method]
-        if method == "conversations.info":
-            accepted = [CONVERSATION_SCOPES["public"]]          # the fake's channels are public
+        if method in ("conversations.info", "conversations.history", "conversations.replies"):
+            table = CONVERSATION_SCOPES if method == "conversations.info" else HISTORY_SCOPES
+            channel = str(args.get("channel", ""))
+            if channel in self.state.channels:                 # unknown: channel_not_found, later
+                accepted = [table[self.state.kind(channel)]]
+        if method == "conversations.list":
+            kinds = [LIST_TYPES.get(t.strip(), "public") for t in str(args.get("types") or "public_channel").split(",")]
+            missing = [CONVERSATION_SCOPES[k] for k in kinds if CONVERSATION_SCOPES[k] not in self.scopes]
+            if missing:                                        # every type asked for needs its scope
+                raise SlackError("missing_scope", needed=",".join(missing), provided=",".join(self.scopes))
+            self.scopes_used.update(CONVERSATION_SCOPES[k] for k in kinds)
+            return
         if accepted and not set(accepted) & set(self.scopes):
             raise SlackError("missing_scope", needed=",".join(accepted), provided=",".join(self.scopes))
+        self.scopes_used.update(set(accepted) & set(self.scopes))
         if method == "chat.postMessage":
             channel = self.state.channel_id(str(args.get("channel", "")))
+            if channel not in self.state.joined and self.state.kind(channel) == "private":
+                raise SlackError("channel_not_found")            # a private channel the bot is not in
             if channel not in self.state.joined and "chat:write.public" not in self.scopes:
                 raise SlackError("not_in_channel")
 
@@ -581,7 +607,10 @@ class FakeSlack:
             return {"ok": True, "channel": message.channel, "ts": message.ts, "text": message.text or "",
                     "message": {"text": message.text or ""}}
         if method == "conversations.list":
-            return {"ok": True, "channels": [self._channel_object(cid) for cid in self.state.channels],
+            kinds = {LIST_TYPES.get(t.strip(), "public") for t in str(args.get("types") or "public_channel").split(",")}
+            listed = [cid for cid in self.state.channels if self.state.kind(cid) in kinds
+                      and (self.state.kind(cid) == "public" or cid in self.state.joined)]
+            return {"ok": True, "channels": [self._channel_object(cid) for cid in listed],
                     "response_metadata": {"next_cursor": ""}}
         if method == "conversations.history":
             channel = self.state.channel_by_id(str(args.get("channel", "")))
@@ -608,7 +637,7 @@ class FakeSlack:
 
     def _channel_object(self, cid: str) -> dict[str, Any]:
         return {"id": cid, "name": self.state.channels[cid], "is_channel": True, "created": 1700000000,
-                "creator": BOT_USER}
+                "creator": BOT_USER, "is_private": self.state.kind(cid) == "private"}
 
     @staticmethod
     def _message_object(message: Posted) -> dict[str, Any]:
